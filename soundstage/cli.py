@@ -52,7 +52,7 @@ def _progress_printer(json_lines: bool, quiet: bool):
         pct = int(100 * fraction) // 10 * 10
         if pct != last[0]:
             last[0] = pct
-            print(f"[{pct:3d}%] {message}", file=sys.stderr, flush=True)
+            print(f"[{pct:3d}%] {message}", flush=True)  # stdout: stderr is for the error line
     return plain
 
 

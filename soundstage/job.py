@@ -320,6 +320,8 @@ def _sources(srcs, n_frames: int, frame_start: int, base: Path) -> list[Source]:
         if "audio" not in s:
             _fail(f"{w}.audio", "missing: give the path of the sound to play")
         audio = _path(s["audio"], f"{w}.audio", base)
+        if not audio.is_file():
+            _fail(f"{w}.audio", f"audio file not found: {audio}; check the path")
         if "position" not in s:
             _fail(f"{w}.position", "missing")
         pos = _array(s["position"], f"{w}.position", 3, n_frames)
