@@ -80,7 +80,8 @@ def render_early(sig, pre, images, lis_pos, lis_rot, *, fps, fs, c, air, n_out, 
     if images.n_images == 0 or not images.valid.any():
         return np.zeros((n_out, decoder.n_channels), dtype=np.float32)
     delay, dirs, amp = image_arrivals(images, lis_pos, lis_rot, fs=fs, c=c, air=air)
-    Y = decoder.sh_gains(dirs.reshape(-1, 3)).reshape(F, images.n_images, -1).astype(np.float32)
+    Y = decoder.sh_gains(dirs.reshape(-1, 3)).reshape(F, images.n_images, -1)
+    Yc = np.ascontiguousarray(np.swapaxes(Y, 1, 2)).astype(np.complex64)  # (F, C, I)
     # One control point per frame plus one held after the last, so the
     # triangular windows cover the whole output.
     hop = fs / fps
@@ -108,18 +109,19 @@ def render_early(sig, pre, images, lis_pos, lis_rot, *, fps, fs, c, air, n_out, 
         W, D = cache[nfft]
         K = nfft // 2 + 1
         fr = idx[k0:k1]
-        G = np.einsum("fib,bk->fik", amp[fr].astype(np.float32), W)  # (n, I, K)
+        G = np.matmul(amp[fr].astype(np.float32), W)  # (n, I, K)
         # exp(-2 pi j k tau / N) as an outer product of a coarse and a fine phasor
         # (two short exponentials instead of one per bin).
         step = 64
         kc = np.arange(0, K, step)
         kf = np.arange(step)
-        ph = -2j * np.pi * rel_delay[fr][..., None] / nfft
+        ph = (-2j * np.pi / nfft) * rel_delay[fr][..., None].astype(np.float32)  # complex64
         E = (np.exp(ph * kc)[..., :, None] * np.exp(ph * kf)[..., None, :]).reshape(len(fr), -1, len(kc) * step)
         A = (G * E[..., :K]).astype(np.complex64)
-        H = np.einsum("fic,fik->fck", Y[fr], A)  # (n, C, K)
+        # batched matmul (BLAS) over images: (n, C, I) @ (n, I, K) -> (n, C, K)
+        H = np.matmul(Yc[fr], A)
         if binaural:
-            H = np.einsum("eck,fck->fek", D, H)
+            H = np.stack([(H * D[e][None]).sum(axis=1) for e in range(D.shape[0])], axis=1)
         return H
 
     return tv_convolve(sig[pre:], centres, hop, spectra, n_ch, filt_len, n_out, shifts=shifts[idx],

@@ -18,7 +18,9 @@ import numpy as np
 
 from soundstage.rooms.base import ImageSet, Room
 
-_MAX_COMBOS = 4_000_000
+# Images enumerated for the late-energy histogram; past this the decay is
+# extrapolated (T30 needs the first 35 dB only).
+_MAX_COMBOS = 1_500_000
 
 
 def _axis_images(s: np.ndarray, L: float, n_max: int):
@@ -140,7 +142,7 @@ class ShoeBox(Room):
     def energy_histogram(self, source, listener, *, air, speed_of_sound, bin_width, t_max, rng=None):
         """Image-source energy per band and time bin, every order included.
 
-        The cost grows with the cube of ``t_max``; images beyond about four
+        The cost grows with the cube of ``t_max``; images beyond about 1.5
         million are not enumerated: the histogram past that radius continues
         each band's exponential decay fitted on the last third of what was
         computed (recorded in ``notes``).
