@@ -85,6 +85,7 @@ class BakeSession:
         self.out_dir: Path | None = None
         self.staging: Path | None = None
         self._index = 0
+        self._cancel_requested = False
         self._runner = None
         self.runner_kind = ""
 
@@ -154,6 +155,8 @@ class BakeSession:
         if i > 0:
             self._runner = self._runner_factory()
         self.message = f"{t.listener}: starting"
+        if self._cancel_requested:  # Esc before the engine started: it stops at its first check
+            self._runner.cancel()
         self._runner.start(t.job_path, t.staged)
 
     def poll(self) -> str:
@@ -187,7 +190,12 @@ class BakeSession:
         return self.state
 
     def cancel(self) -> None:
-        """Ask the engine to stop; ``poll`` then reports ``cancelled``."""
+        """Ask the engine to stop; ``poll`` then reports ``cancelled``.
+
+        Before ``start()`` the request is remembered and handed to the engine
+        as it starts, so it stops at its first check and writes nothing.
+        """
+        self._cancel_requested = True
         if self._runner is not None and self.state == "running":
             self._runner.cancel()
 

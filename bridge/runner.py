@@ -186,6 +186,8 @@ class SubprocessRunner:
             t = threading.Thread(target=target, daemon=True)
             t.start()
             self._readers.append(t)
+        if self._cancel_requested:  # cancelled before it started: tell it at once
+            self.cancel()
 
     def _read_stdout(self) -> None:
         for line in self._proc.stdout:
