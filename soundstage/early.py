@@ -99,30 +99,33 @@ def render_early(sig, pre, images, lis_pos, lis_rot, *, fps, fs, c, air, n_out, 
     n_ch = decoder.n_channels
     cache = {}
 
+    step = 64  # phasors are built as (coarse x fine) outer products over this many bins
+
     def spectra(k0, k1, nfft):
-        if nfft not in cache:
-            K = nfft // 2 + 1
-            cache[nfft] = (
-                band_interpolation(K, fs).astype(np.float32),
-                sfft.rfft(sh_filters, n=nfft, axis=-1).astype(np.complex64) if binaural else None,
-            )
-        W, D = cache[nfft]
         K = nfft // 2 + 1
+        Kp = -(-K // step) * step  # padded to whole steps so arrays stay contiguous
+        if nfft not in cache:
+            W = np.zeros((len(air), Kp), np.float32)
+            W[:, :K] = band_interpolation(K, fs)
+            Dk = None
+            if binaural:
+                Dk = np.zeros((2, sh_filters.shape[1], Kp), np.complex64)
+                Dk[..., :K] = sfft.rfft(sh_filters, n=nfft, axis=-1)
+            cache[nfft] = (W, Dk)
+        W, D = cache[nfft]
         fr = idx[k0:k1]
-        G = np.matmul(amp[fr].astype(np.float32), W)  # (n, I, K)
-        # exp(-2 pi j k tau / N) as an outer product of a coarse and a fine phasor
-        # (two short exponentials instead of one per bin).
-        step = 64
-        kc = np.arange(0, K, step)
-        kf = np.arange(step)
-        ph = (-2j * np.pi / nfft) * rel_delay[fr][..., None].astype(np.float32)  # complex64
-        E = (np.exp(ph * kc)[..., :, None] * np.exp(ph * kf)[..., None, :]).reshape(len(fr), -1, len(kc) * step)
-        A = (G * E[..., :K]).astype(np.complex64)
+        # exp(-2 pi j k tau / N) as an outer product of a coarse and a fine
+        # phasor: two short exponentials instead of one per bin.
+        ph = np.float32(-2 * np.pi / nfft) * rel_delay[fr].astype(np.float32)[..., None]
+        kc = np.arange(0, Kp, step, dtype=np.float32)
+        kf = np.arange(step, dtype=np.float32)
+        A = (np.exp(1j * (ph * kc))[..., :, None] * np.exp(1j * (ph * kf))[..., None, :]).reshape(len(fr), -1, Kp)
+        A *= np.matmul(amp[fr].astype(np.float32), W)  # band gains interpolated over frequency
         # batched matmul (BLAS) over images: (n, C, I) @ (n, I, K) -> (n, C, K)
         H = np.matmul(Yc[fr], A)
         if binaural:
-            H = np.stack([(H * D[e][None]).sum(axis=1) for e in range(D.shape[0])], axis=1)
-        return H
+            H = np.einsum("eck,fck->fek", D, H, optimize=True)
+        return H[..., :K]
 
     return tv_convolve(sig[pre:], centres, hop, spectra, n_ch, filt_len, n_out, shifts=shifts[idx],
                        chunk=chunk, cancel=cancel)

@@ -64,3 +64,34 @@ def octave_filter(ir: np.ndarray, fs: float, centre: float) -> np.ndarray:
     lo, hi = centre / np.sqrt(2), min(centre * np.sqrt(2), 0.45 * fs)
     sos = butter(4, [lo, hi], btype="bandpass", fs=fs, output="sos")
     return sosfiltfilt(sos, ir)
+
+
+def itd(left: np.ndarray, right: np.ndarray, fs: float, max_ms: float = 1.0, lowpass_hz: float = 1500.0) -> float:
+    """Interaural time difference in seconds, positive when the left ear leads.
+
+    The lag of the maximum of the interaural cross-correlation of the ear
+    signals low-passed at ``lowpass_hz`` (where ITD is the dominant cue),
+    searched within +-``max_ms`` and refined by parabolic interpolation.
+    """
+    from scipy.signal import butter, correlate, sosfiltfilt
+
+    sos = butter(4, lowpass_hz, fs=fs, output="sos")
+    a = sosfiltfilt(sos, np.asarray(left, dtype=float))
+    b = sosfiltfilt(sos, np.asarray(right, dtype=float))
+    xc = correlate(b, a, mode="full", method="fft")  # peak at lag = delay of right behind left
+    lags = np.arange(-len(a) + 1, len(b))
+    m = int(round(max_ms * 1e-3 * fs))
+    sel = np.abs(lags) <= m
+    xs, ls = xc[sel], lags[sel]
+    k = int(np.argmax(xs))
+    if 0 < k < len(xs) - 1:
+        y0, y1, y2 = xs[k - 1], xs[k], xs[k + 1]
+        off = 0.5 * (y0 - y2) / (y0 - 2 * y1 + y2)
+    else:
+        off = 0.0
+    return float((ls[k] + off) / fs)
+
+
+def ild(left: np.ndarray, right: np.ndarray) -> float:
+    """Broadband interaural level difference in dB, positive when the left ear is louder."""
+    return float(10 * np.log10(np.sum(np.asarray(left, float) ** 2) / np.sum(np.asarray(right, float) ** 2)))
