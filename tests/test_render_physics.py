@@ -109,7 +109,7 @@ def test_teleporting_source_does_not_click(tmp_path):
     tone = write_tone(tmp_path / "tone.wav", f0, seconds=2.5, amp=0.5)
     # 18 m toward the listener within one frame: swept, it would move faster than sound.
     src = np.array([[20.0, 1.0, 1.5]] * 24 + [[2.0, -1.0, 1.5]] * 24)
-    for fmt in ("ambix", "stereo"):
+    for fmt in ("ambix", "stereo", "binaural"):
         y = render(make_job(tone, src, camera_matrix([0, 0, 1.5]), fmt=fmt, fps=fps, frames=frames,
                             out=tmp_path / "o.wav"))
         # A sine of amplitude A at f changes by at most 2*pi*f/fs*A per sample; a click jumps far more.
