@@ -45,7 +45,7 @@ ONSET_UPSAMPLE = 8
 LEAD_SECONDS = 0.5e-3
 #: Energy fraction the truncated aligned responses keep (over the whole set).
 KEEP_ENERGY = 0.999
-#: Length (s) of the half-Hann fade-out appended after the kept part (32 samples at 48 kHz).
+#: Length (s) of the half-Hann fade-out that ends the truncated responses (32 samples at 48 kHz).
 FADE_SECONDS = 32 / 48000
 #: Default HRTF shipped with the package.
 DEFAULT_SOFA = "mit_kemar_normal_pinna.sofa"
@@ -86,12 +86,17 @@ class HRTF:
         sits exactly at sample ``lead``. Read-only.
     ear_delays : ndarray, shape (M, 2)
         Onset of each ear relative to the head centre, in seconds (negative = earlier):
-        onset minus the median over directions of the mean of both ears' onsets. A source
-        at the left gives about -0.33 ms left and +0.33 ms right. Read-only.
+        onset minus the median over directions of the mean of both ears' onsets. For
+        KEMAR a source at the left gives -0.26 ms left and +0.36 ms right, one straight
+        ahead -0.06 ms in both ears. Includes SOFA Data.Delay. Read-only.
     lead : int
         Samples before the aligned onset in ``hrirs`` (about 0.5 ms).
     notes : tuple of str
         Warnings raised while loading (re-issued as ``HRTFWarning`` by ``load_hrtf``).
+    solid_angles : ndarray, shape (M,)
+        Solid angle (sr) each measured direction stands for; sums to 4 pi.
+    triangulated : bool
+        True when interpolation is barycentric on the spherical triangulation.
 
     Notes
     -----
@@ -99,9 +104,17 @@ class HRTF:
     scipy.signal.resample_poly): the first crossing of -20 dB below the peak of its
     absolute value, linearly interpolated between upsampled samples. Each response is
     then shifted by a fractional delay in the frequency domain (zero-padded FFT, so
-    nothing wraps into the kept part) to put that onset at ``lead``, truncated to the
-    shortest length that keeps 99.9 % of the set's energy, and faded out with a
-    half-Hann window over ``FADE_SECONDS`` appended after that point.
+    nothing wraps into the kept part) to put that onset at ``lead``, then all responses
+    are truncated to the shortest common length that, with a half-Hann fade-out over
+    its last ``FADE_SECONDS``, keeps 99.9 % of the whole set's energy (383 taps at
+    48 kHz for KEMAR).
+
+    Onsets are measured on the file's responses at the file's own rate, before
+    resampling, so ear delays do not depend on the rendering rate. The reference (head
+    centre) is the median over directions of the mean of both ears' onsets; for KEMAR a
+    source at +90 degrees gives about -0.26 ms (left) and +0.36 ms (right): the far ear
+    lags more than the near ear leads, as the sound travels around the head (Woodworth's
+    model predicts -0.25 / +0.40 ms for a 8.75 cm sphere).
     """
 
     def __init__(
@@ -631,7 +644,9 @@ def _build(path: Path, shown: str, sample_rate: int) -> HRTF:
         raise HRTFError(f"HRTF file '{shown}': Data.IR has shape {ir.shape}, expected (measurements, receivers, samples)")
     m, r, n = ir.shape
     if r != 2:
-        raise HRTFError(f"HRTF file '{shown}' has {r} receivers; a binaural HRTF needs exactly 2 (left and right ear)")
+        raise HRTFError(
+            f"HRTF file '{shown}' ({convention}) has {r} receivers; a binaural HRTF needs exactly 2 (left and right ear)"
+        )
     if m < 1 or n < 4:
         raise HRTFError(f"HRTF file '{shown}' has {m} measurements of {n} samples; nothing to use")
     if not np.all(np.isfinite(ir)):

@@ -289,6 +289,26 @@ def test_listener_view_and_cartesian_positions_are_honoured(tmp_path, kemar_file
     np.testing.assert_allclose(h.ear_delays, ref.ear_delays, atol=1e-12)
 
 
+@pytest.mark.parametrize("subset", ["horizontal", "upper"])
+def test_partial_sets_fall_back_to_nearest_three(tmp_path, kemar_file, subset):
+    # Horizontal plane only (a flat hull) or the upper hemisphere only (origin on the hull's
+    # boundary): no valid triangulation, so inverse-distance weights of the 3 nearest.
+    el = kemar_file.SourcePosition[:, 1]
+    sel = el == 0 if subset == "horizontal" else el >= 0
+    path = _write_sofa(
+        tmp_path / f"{subset}.sofa", kemar_file, ir=kemar_file.Data_IR[sel], source=kemar_file.SourcePosition[sel]
+    )
+    h = load_hrtf(path, 44100)
+    assert not h.triangulated and len(h.directions) == sel.sum()
+    hrirs, delays = h.interpolate(h.directions)
+    np.testing.assert_array_equal(hrirs, h.hrirs)
+    idx, w = h.barycentric(_sph(2.5, 0))  # halfway between the 0 and 5 degree measurements
+    near = {_nearest(h, _sph(0, 0)), _nearest(h, _sph(5, 0))}
+    assert set(idx[0][w[0] > 0.3].tolist()) == near and np.isclose(w[0].sum(), 1)
+    i = _nearest(h, [0, 1, 0])
+    assert h.ear_delays[i, 0] < h.ear_delays[i, 1]
+
+
 def test_junk_file_is_an_hrtf_error(tmp_path):
     path = tmp_path / "junk.sofa"
     path.write_bytes(b"\x00\x01 definitely not netCDF " * 50)
