@@ -218,3 +218,19 @@ def test_ear_clipping_covers_random_star_polygons():
         assert np.all(areas > 0)
         shoelace = 0.5 * np.sum(xy[:, 0] * np.roll(xy[:, 1], -1) - np.roll(xy[:, 0], -1) * xy[:, 1])
         assert areas.sum() == pytest.approx(shoelace)
+
+
+def test_proxy_rooms_load_as_engine_rooms():
+    """The room dicts are valid job rooms: the engine's own factory accepts them."""
+    from soundstage.materials import material_names
+    from soundstage.rooms.factory import room_from_spec
+
+    names = set(material_names())
+    for yaw in (0.0, 20.0):
+        proxy = estimate_room(make_synthetic_room(yaw_deg=yaw, seed=6).splats)
+        room = proxy.to_room()
+        assert room["type"] == ("shoebox" if yaw == 0 else "mesh")
+        assert room_from_spec(room) is not None
+        assert set(proxy.materials.values()) <= names and set(proxy.face_materials.values()) <= names
+    drawn = room_from_corners([[0, 0], [6, 0], [6, 2], [3, 2], [3, 5], [0, 5]], floor=0, height=2.5)
+    assert room_from_spec(drawn) is not None

@@ -51,12 +51,17 @@ def test_flat_gaussian_normal_faces_the_ray():
     assert rc.pick([0.01, 0.02, 5.0], [0, 0, -1], t_max=4.0) is None  # too far
 
 
-def test_grid_matches_reference_on_synthetic_room():
+@pytest.mark.parametrize("options", [{}, {"max_cells_per_gaussian": 2}, {"cell_size": 0.05}])
+def test_grid_matches_reference_on_synthetic_room(options):
+    """Default grid; most gaussians in the per-ray 'big' list; a fine grid with many cells per ray."""
     scene = make_synthetic_room(seed=11, density=120)
     rng = np.random.default_rng(2)
     origins = rng.uniform([-4, -3.5, -1], [4, 3.5, 4], (150, 3))  # some outside the room
     dirs = rng.normal(size=(150, 3))
-    fast = SplatRaycaster(scene.splats).cast(origins, dirs)
+    caster = SplatRaycaster(scene.splats, **options)
+    if "max_cells_per_gaussian" in options:
+        assert len(caster.big) > len(caster) / 2
+    fast = caster.cast(origins, dirs)
     ref = cast_rays_reference(scene.splats, origins, dirs)
     np.testing.assert_array_equal(fast.hit, ref.hit)
     np.testing.assert_array_equal(fast.index, ref.index)

@@ -218,6 +218,9 @@ class SplatRaycaster:
         count = np.prod(n_span, axis=1)
         big = count > max_cells_per_gaussian
         self.big = np.flatnonzero(big)
+        # Bounding spheres of the big ones' ellipsoids, to cull them per ray cheaply.
+        self._big_mu = g.mu[self.big]
+        self._big_r2 = (self.k_sigma * g.s[self.big].max(axis=1)) ** 2
         small = np.flatnonzero(~big)
         cnt = count[small]
         total = int(cnt.sum())
@@ -298,12 +301,18 @@ class SplatRaycaster:
             seen = self._seen
             touched = []
             if len(self.big):
-                seen[self.big] = True
-                touched.append(self.big)
-                t, a = self.g.evaluate(self.big, o, d, self.k_sigma)
-                t_acc.append(t)
-                a_acc.append(a)
-                c_acc.append(self.big)
+                # A ray that misses a gaussian's bounding sphere misses its
+                # ellipsoid (alpha 0), so culling changes no result.
+                v = self._big_mu - o
+                tc = v @ d
+                near = self.big[np.einsum("ij,ij->i", v, v) - tc * tc <= self._big_r2]
+                if len(near):
+                    seen[near] = True
+                    touched.append(near)
+                    t, a = self.g.evaluate(near, o, d, self.k_sigma)
+                    t_acc.append(t)
+                    a_acc.append(a)
+                    c_acc.append(near)
             result = None
             for s in range(0, len(keys), chunk_cells):
                 sl = slice(s, s + chunk_cells)

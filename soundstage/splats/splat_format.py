@@ -73,23 +73,30 @@ def read_splat(path, *, nonfinite: str = "error", chunk: int = DEFAULT_CHUNK) ->
         pos = np.empty((n, 3), np.float32)
         scales = np.empty((n, 3), np.float32)
         rot = np.empty((n, 4), np.float32)
-        rgba = np.empty((n, 4), np.uint8)
+        colors = np.empty((n, 3), np.float32)
+        opac = np.empty(n, np.float32)
+        bad = np.empty(n, bool)
+        n_zero = 0
+        # Everything is converted chunk by chunk into the outputs, so the
+        # temporary memory stays at one chunk.
         for start in range(0, n, chunk):
             m = min(chunk, n - start)
             rec = np.frombuffer(fh.read(m * RECORD.itemsize), RECORD, count=m)
             s = slice(start, start + m)
             pos[s] = rec["pos"]
             scales[s] = rec["scale"]
-            rgba[s] = rec["rgba"]
-            rot[s] = (rec["rot"].astype(np.float32) - 128.0) / 128.0
-    _check_plausible_positions(path, pos[: min(n, 4096)], "float32 little-endian")
-    bad = ~(np.isfinite(pos).all(axis=1) & np.isfinite(scales).all(axis=1))
-    with np.errstate(invalid="ignore"):
-        bad |= (scales < 0).any(axis=1)
+            colors[s] = rec["rgba"][:, :3]
+            colors[s] /= 255.0
+            opac[s] = rec["rgba"][:, 3]
+            opac[s] /= 255.0
+            rot[s], zeros = normalise_quaternions((rec["rot"].astype(np.float32) - 128.0) / 128.0)
+            n_zero += zeros
+            if start == 0:
+                _check_plausible_positions(path, pos[: min(n, 4096)], "float32 little-endian")
+            with np.errstate(invalid="ignore"):
+                bad[s] = ~(np.isfinite(pos[s]).all(axis=1) & np.isfinite(scales[s]).all(axis=1)) \
+                    | (scales[s] < 0).any(axis=1)
     n_bad = int(np.count_nonzero(bad))
-    rot, n_zero = normalise_quaternions(rot)
-    colors = rgba[:, :3].astype(np.float32) / 255.0
-    opac = rgba[:, 3].astype(np.float32) / 255.0
     splats = Splats(pos, scales, rot, opac, colors, source=path)
     if n_zero:
         warnings.warn(f"{path}: {n_zero} gaussians have a zero rotation; given the identity", SplatWarning,
