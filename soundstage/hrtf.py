@@ -459,9 +459,45 @@ def load_hrtf(spec: str | os.PathLike, sample_rate: int) -> HRTF:
     return hrtf
 
 
+#: Bump when the processing in ``_build`` changes, so old disk-cache entries are ignored.
+_CACHE_VERSION = 1
+_CACHED_FIELDS = ("directions", "hrirs", "ear_delays", "_raw", "_raw_delays")
+
+
 @functools.lru_cache(maxsize=8)
 def _load_cached(resolved: str, mtime_ns: int, size: int, sample_rate: int, shown: str) -> HRTF:
-    return _build(Path(resolved), shown, sample_rate)
+    """Build once per process; across processes reuse the processed arrays from disk.
+
+    Reading the SOFA file, resampling and finding onsets takes about a second;
+    the disk entry (keyed by the file's bytes, the rate and ``_CACHE_VERSION``)
+    brings that down to a few milliseconds. Any problem with the cache falls back
+    to building from the file.
+    """
+    from soundstage.cachedir import cache_dir, file_digest
+
+    d = cache_dir("hrtf")
+    entry = d / f"{file_digest(resolved, sample_rate, _CACHE_VERSION)}.npz" if d else None
+    if entry is not None and entry.exists():
+        try:
+            with np.load(entry, allow_pickle=False) as z:
+                return HRTF(name=str(z["name"]), path=shown, sample_rate=sample_rate, directions=z["directions"],
+                            hrirs=z["hrirs"], ear_delays=z["ear_delays"], lead=int(z["lead"]),
+                            raw_hrirs=z["_raw"], raw_delays=z["_raw_delays"],
+                            notes=tuple(str(n) for n in z["notes"]))
+        except (OSError, KeyError, ValueError):
+            pass  # unreadable entry: rebuild and overwrite it
+    hrtf = _build(Path(resolved), shown, sample_rate)
+    if entry is not None:
+        try:
+            from soundstage.audio_io import atomic_path
+
+            with atomic_path(entry) as tmp:
+                with open(tmp, "wb") as f:
+                    np.savez(f, name=hrtf.name, lead=hrtf.lead, notes=np.array(hrtf.notes, dtype=str),
+                             **{k: getattr(hrtf, k) for k in _CACHED_FIELDS})
+        except OSError:
+            pass  # a read-only cache only costs speed
+    return hrtf
 
 
 def _read_sofa(path: Path, shown: str):
