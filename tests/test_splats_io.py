@@ -431,3 +431,24 @@ def test_writer_is_atomic_on_failure(tmp_path):
         write_ply(path, s)
     assert not path.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(1, 150), sh=st.integers(0, 3), chunk=st.integers(1, 200), ascii=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_roundtrip_any_size_degree_and_chunk(tmp_path, n, sh, chunk, ascii, seed):
+    s = random_splats(n, sh, seed=seed)
+    path = tmp_path / f"rt_{n}_{sh}_{chunk}_{int(ascii)}.ply"
+    write_ply(path, s, ascii=ascii)
+    got = read_ply(path, chunk=chunk)
+    np.testing.assert_array_equal(got.positions, s.positions)
+    np.testing.assert_allclose(got.scales, s.scales, rtol=3e-6)
+    np.testing.assert_allclose(got.opacities, s.opacities, rtol=1e-5)
+    np.testing.assert_allclose(got.rotations, s.rotations, atol=1e-6)
+    np.testing.assert_array_equal(got.sh_dc, s.sh_dc)
+    if sh:
+        np.testing.assert_array_equal(got.sh_rest, s.sh_rest)

@@ -10,9 +10,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from soundstage.splats.cameras import (  # noqa: F401
+    CameraPath,
+    CameraPathError,
+    read_camera_path,
+    read_colmap,
+    read_transforms_json,
+)
 from soundstage.splats.model import SH_C0, Splats, SplatError  # noqa: F401
 from soundstage.splats.ply import SplatWarning, read_ply, read_ply_header, write_ply  # noqa: F401
+from soundstage.splats.proxy import RoomProxy, estimate_room, guess_material, room_from_corners  # noqa: F401
+from soundstage.splats.raycast import RayHits, SplatRaycaster, cast_rays_reference  # noqa: F401
 from soundstage.splats.splat_format import read_splat, write_splat  # noqa: F401
+from soundstage.splats.synthetic import SyntheticRoom, make_synthetic_room  # noqa: F401
+
+__all__ = [
+    "Splats", "SplatError", "SplatWarning", "SH_C0",
+    "read_splats", "read_ply", "read_ply_header", "write_ply", "read_splat", "write_splat",
+    "estimate_room", "RoomProxy", "room_from_corners", "guess_material",
+    "SplatRaycaster", "RayHits", "cast_rays_reference",
+    "read_camera_path", "read_colmap", "read_transforms_json", "CameraPath", "CameraPathError",
+    "make_synthetic_room", "SyntheticRoom",
+]
 
 
 def read_splats(path, **kwargs) -> Splats:
