@@ -173,6 +173,9 @@ class BakeSession:
             elif kind == "done":
                 t.info = ev.get("info") or {}
                 for note in t.info.get("notes", []) or []:
+                    # The bridge already warned about open meshes by object name.
+                    if "not closed" in note and any("is not closed" in w for w in self.warnings):
+                        continue
                     self.warnings.append(f"{t.listener}: {note}")
                 if self._index + 1 < n:
                     self._start_track(self._index + 1)

@@ -151,7 +151,9 @@ def render_video(scene, session, out_dir: Path, timeline, log) -> list[Path]:
     import bpy
 
     r = scene.render
-    saved = {"camera": scene.camera, "filepath": r.filepath, "file_format": r.image_settings.file_format}
+    img = r.image_settings
+    saved = {"camera": scene.camera, "filepath": r.filepath, "file_format": img.file_format,
+             "media_type": getattr(img, "media_type", None)}
     speakers = [o for o in scene.objects if o.type == "SPEAKER"]
     speaker_mute = {o.name: o.data.muted for o in speakers}
     own = timeline.own_strips(scene)
@@ -161,7 +163,9 @@ def render_video(scene, session, out_dir: Path, timeline, log) -> list[Path]:
         # Only the baked track may be heard: Blender's own speaker playback is silenced.
         for o in speakers:
             o.data.muted = True
-        r.image_settings.file_format = "FFMPEG"
+        if hasattr(img, "media_type"):  # Blender 5: movies are a media type of their own
+            img.media_type = "VIDEO"
+        img.file_format = "FFMPEG"
         r.ffmpeg.format = "MPEG4"
         r.ffmpeg.codec = "H264"
         r.ffmpeg.audio_codec = "AAC"
@@ -190,7 +194,9 @@ def render_video(scene, session, out_dir: Path, timeline, log) -> list[Path]:
                 s.mute = strip_mute[s.name]
         scene.camera = saved["camera"]
         r.filepath = saved["filepath"]
-        r.image_settings.file_format = saved["file_format"]
+        if saved["media_type"] is not None:
+            img.media_type = saved["media_type"]
+        img.file_format = saved["file_format"]
     return made
 
 
@@ -258,7 +264,11 @@ def main(argv: list[str] | None = None) -> int:
         bpy.ops.wm.save_mainfile(filepath=bpy.data.filepath)
         log(f"saved {bpy.data.filepath}")
     if args.render_video:
-        for v in render_video(scene, session, session.out_dir, timeline, log):
+        try:
+            videos = render_video(scene, session, session.out_dir, timeline, log)
+        except RuntimeError as e:  # e.g. a render engine that cannot run here
+            return fail(f"video render failed: {str(e).strip().splitlines()[-1]}")
+        for v in videos:
             log(f"wrote {v}")
             progress.event(event="video", path=str(v))
     return EXIT_OK
