@@ -81,7 +81,7 @@ def render_early(sig, pre, images, lis_pos, lis_rot, *, fps, fs, c, air, n_out, 
         return np.zeros((n_out, decoder.n_channels), dtype=np.float32)
     delay, dirs, amp = image_arrivals(images, lis_pos, lis_rot, fs=fs, c=c, air=air)
     Y = decoder.sh_gains(dirs.reshape(-1, 3)).reshape(F, images.n_images, -1)
-    Yc = np.ascontiguousarray(np.swapaxes(Y, 1, 2)).astype(np.complex64)  # (F, C, I)
+    Yr = np.ascontiguousarray(np.swapaxes(Y, 1, 2)).astype(np.float32)  # (F, C, I)
     # One control point per frame plus one held after the last, so the
     # triangular windows cover the whole output.
     hop = fs / fps
@@ -120,9 +120,12 @@ def render_early(sig, pre, images, lis_pos, lis_rot, *, fps, fs, c, air, n_out, 
         kc = np.arange(0, Kp, step, dtype=np.float32)
         kf = np.arange(step, dtype=np.float32)
         A = (np.exp(1j * (ph * kc))[..., :, None] * np.exp(1j * (ph * kf))[..., None, :]).reshape(len(fr), -1, Kp)
+        A = A.astype(np.complex64, copy=False)
         A *= np.matmul(amp[fr].astype(np.float32), W)  # band gains interpolated over frequency
-        # batched matmul (BLAS) over images: (n, C, I) @ (n, I, K) -> (n, C, K)
-        H = np.matmul(Yc[fr], A)
+        # Batched real matmul (BLAS) over images on a float view of the complex
+        # spectra: (n, C, I) @ (n, I, 2K) -> (n, C, 2K), half the work of a
+        # complex product since the SH gains are real.
+        H = np.matmul(Yr[fr], A.view(np.float32)).view(np.complex64)
         if binaural:
             H = np.einsum("eck,fck->fek", D, H, optimize=True)
         return H[..., :K]
