@@ -85,6 +85,10 @@ class SOUNDSTAGE_OT_bake(bpy.types.Operator):
     def invoke(self, context, event):
         if context.window is None or bpy.app.background:
             return self.execute(context)
+        return self.start_modal(context)
+
+    def start_modal(self, context):
+        """Prepare on the main thread, start the engine, and hand over to ``modal`` on a timer."""
         session = self._session(context)
         try:
             session.prepare()
