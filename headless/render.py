@@ -141,6 +141,19 @@ def ensure_properties(ext) -> None:
         importlib.import_module(ext.__name__ + ".addon.properties").register()
 
 
+def engine_preferences() -> tuple[str, str]:
+    """``(mode, python)`` from an enabled Soundstage extension's preferences, if any (real Blender)."""
+    import bpy
+
+    for addon in bpy.context.preferences.addons:
+        if addon.module.rpartition(".")[2] == "soundstage" and addon.preferences is not None:
+            p = addon.preferences
+            mode = {"AUTO": "auto", "WORKER": "worker", "INPROCESS": "inprocess"}.get(
+                getattr(p, "engine_mode", "AUTO"), "auto")
+            return mode, getattr(p, "engine_python", "")
+    return "auto", ""
+
+
 def render_video(scene, session, out_dir: Path, timeline, log) -> list[Path]:
     """Render the animation from each baked listener with its track as the audio.
 
@@ -239,8 +252,10 @@ def main(argv: list[str] | None = None) -> int:
     log = (lambda m: progress.event(event="log", message=m)) if args.json_progress else \
         (lambda m: print(m, file=sys.stderr, flush=True))
     out = str(Path(args.out).resolve()) if args.out else None
+    pref_mode, pref_python = engine_preferences()
+    mode = args.engine if args.engine != "auto" else pref_mode
     session = pipeline.BakeSession(scene, out_dir=out, fmt=args.format, frames=args.frames,
-                                   listener=args.listener, mode=args.engine, python=args.engine_python)
+                                   listener=args.listener, mode=mode, python=args.engine_python or pref_python)
     try:
         session.prepare()
         log(f"baking {len(session.tracks)} listener(s) of scene '{scene.name}' with the {session.runner_kind} "

@@ -180,3 +180,13 @@ def test_argument_layouts_of_blender_and_python():
     before, after, plain = mod.split_argv([str(SCRIPT), "s.blend", "--", "--out", "x"])
     assert (before, after, plain) == (["s.blend"], ["--out", "x"], True)
     assert mod.parse_frames("5-20") == (5, 20) and mod.parse_frames("7") == (7, 7)
+
+
+def test_worker_engine_as_under_real_blender(ss_scene, tmp_path):
+    """Real Blender's Python has no engine: the same script then bakes through the worker process."""
+    ss_scene(frames=6)
+    blend = _save(tmp_path)
+    r = run(blend, "--out", tmp_path / "w", "--engine", "worker", "--engine-python", sys.executable)
+    assert r.returncode == 0, r.stderr
+    assert "with the worker engine" in r.stderr
+    assert (tmp_path / "w" / "Scene_Camera_binaural.wav").is_file()
