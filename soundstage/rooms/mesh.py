@@ -448,6 +448,10 @@ class MeshRoom(Room):
         self._gptr = np.r_[0, np.cumsum(sizes)]
         self._gsize = sizes
         self._gfaces = np.concatenate(members) if members else np.zeros(0, dtype=np.int64)
+        # Bounding box of each plane's polygon, padded for points computed on the plane.
+        pad = 1e-6 * self._scale + max_dist
+        self._glo = np.array([self._tri[m].reshape(-1, 3).min(axis=0) for m in members]).reshape(-1, 3) - pad
+        self._ghi = np.array([self._tri[m].reshape(-1, 3).max(axis=0) for m in members]).reshape(-1, 3) + pad
         # Barycentric tables of every face (for "is this point on the polygon").
         a = self._tri[:, 0]
         e1 = self._tri[:, 1] - a
@@ -476,18 +480,23 @@ class MeshRoom(Room):
         -------
         ndarray of bool, shape (n,)
         """
-        cnt = self._gsize[plane]
-        rep = np.repeat(np.arange(len(x)), cnt)
+        # Most candidate points miss the polygon's bounding box: test that first.
+        near = np.all((x >= self._glo[plane]) & (x <= self._ghi[plane]), axis=1)
+        idx = np.flatnonzero(near)
+        cnt = self._gsize[plane[idx]]
+        rep = np.repeat(np.arange(len(idx)), cnt)
         off = np.arange(len(rep)) - np.repeat(np.cumsum(cnt) - cnt, cnt)
-        face = self._gfaces[self._gptr[plane][rep] + off]
+        face = self._gfaces[self._gptr[plane[idx]][rep] + off]
         a, e1, e2, d11, d12, d22, inv = self._bary
-        w = x[rep] - a[face]
+        w = x[idx][rep] - a[face]
         p1 = np.einsum("ij,ij->i", w, e1[face])
         p2 = np.einsum("ij,ij->i", w, e2[face])
         u = (d22[face] * p1 - d12[face] * p2) * inv[face]
         v = (d11[face] * p2 - d12[face] * p1) * inv[face]
         inside = (u >= -BARY_TOL) & (v >= -BARY_TOL) & (u + v <= 1.0 + BARY_TOL)
-        return np.bincount(rep[inside], minlength=len(x)) > 0
+        out = np.zeros(len(x), dtype=bool)
+        out[idx[rep[inside]]] = True
+        return out
 
     # ----------------------------------------------------------- occluders
     def _build_occluders(self) -> None:
