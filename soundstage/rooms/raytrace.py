@@ -229,41 +229,30 @@ class TriangleClusters:
         t_hi = np.broadcast_to(np.asarray(t_max, dtype=np.float64), (n,))
         best = np.full(n, np.inf)
         best_slot = np.full(n, -1, dtype=np.int64)
-        # Large triangles first (usually the room's walls): their nearest hit
-        # then shortens the segments tested against the small clusters.
-        large = self._pairs(origin, direction, t_lo, t_hi, slice(0, self.n_large))
-        self._nearest_pass(large, origin, direction, t_lo, t_hi, best, best_slot)
-        small = self._pairs(origin, direction, t_lo, np.minimum(t_hi, best), slice(self.n_large, None))
-        self._nearest_pass(small, origin, direction, t_lo, t_hi, best, best_slot)
-        tri = np.where(best_slot >= 0, self.ids[np.maximum(best_slot, 0)], -1)
-        return best, tri
-
-    def _nearest_pass(self, pairs, origin, direction, t_lo, t_hi, best, best_slot) -> None:
-        """Lower ``best`` / ``best_slot`` in place with the hits among ``pairs``."""
         o_t, d_t = np.ascontiguousarray(origin.T), np.ascontiguousarray(direction.T)
         d_scale = (d_t * d_t).sum(0)
-        for qi, slot in pairs:
+        # Large triangles first (usually the room's walls), every ray against
+        # every one of them; their nearest hit then shortens the segments
+        # tested against the small clusters.
+        nl = self.n_large
+        step = max(1, _BLOCK // max(nl, 1))
+        for s0 in range(0, n if nl else 0, step):
+            sl = slice(s0, s0 + step)
+            t, hit = _mt_soa(o_t[:, sl, None], d_t[:, sl, None], self.a[:, None, :nl], self.e1[:, None, :nl],
+                             self.e2[:, None, :nl], self.scale[None, :nl], d_scale[sl, None], BARY_TOL)
+            t = np.where(hit & (t > t_lo[sl, None]) & (t < t_hi[sl, None]), t, np.inf)
+            k = np.argmin(t, axis=1)
+            best[sl] = t[np.arange(len(k)), k]
+            best_slot[sl] = np.where(np.isfinite(best[sl]), k, -1)
+        for qi, slot in self._pairs(origin, direction, t_lo, np.minimum(t_hi, best), slice(nl, None)):
             t, hit = _mt_soa(o_t[:, qi], d_t[:, qi], self.a[:, slot], self.e1[:, slot], self.e2[:, slot],
                              self.scale[slot], d_scale[qi], BARY_TOL)
             t = np.where(hit & (t > t_lo[qi]) & (t < t_hi[qi]), t, np.inf)
-            # Pairs are sorted by query: reduce each query's run with reduceat.
-            starts = np.flatnonzero(np.r_[True, qi[1:] != qi[:-1]])
-            runmin = np.minimum.reduceat(t, starts)
-            q = qi[starts]
-            better = runmin < best[q]
-            if not better.any():
-                continue
-            # The slot achieving the run minimum: first pair equal to it (runs
-            # are contiguous, so the first of each run is where the run changes).
-            run_of = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(qi)]))
-            pos = np.flatnonzero((t == runmin[run_of]) & np.isfinite(t))
-            r = run_of[pos]
-            head = np.r_[True, r[1:] != r[:-1]]
-            first = np.full(len(starts), -1, dtype=np.int64)
-            first[r[head]] = pos[head]
-            upd = better & (first >= 0)
-            best[q[upd]] = runmin[upd]
-            best_slot[q[upd]] = slot[first[upd]]
+            np.minimum.at(best, qi, t)
+            won = (t == best[qi]) & np.isfinite(t)
+            best_slot[qi[won]] = slot[won]
+        tri = np.where(best_slot >= 0, self.ids[np.maximum(best_slot, 0)], -1)
+        return best, tri
 
     def any_hit(self, p0: np.ndarray, p1: np.ndarray, margin: float = 1e-6) -> np.ndarray:
         """Whether each segment ``p0 -> p1`` crosses any triangle, ignoring its ends.
