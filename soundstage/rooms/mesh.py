@@ -105,6 +105,12 @@ class MeshRoom(Room):
         Largest angle between normals of faces merged into one plane, radians.
     plane_distance : float
         Largest distance of a merged face's vertices from the plane, metres.
+    min_plane_area : float
+        Planes with less area than this (m^2) give no image sources (they
+        still block paths and reflect rays). A reflector smaller than the
+        wavelength scatters rather than mirrors (10 cm is the wavelength at
+        3.4 kHz), and detailed meshes have many tiny facets whose images
+        would multiply the cost for nothing audible.
 
     Attributes
     ----------
@@ -144,9 +150,11 @@ class MeshRoom(Room):
         receiver_radius: float = 0.4,
         plane_angle: float = 1e-3,
         plane_distance: float = 1e-3,
+        min_plane_area: float = 0.01,
     ):
         self.name = name
         self.notes: list[str] = []
+        self._warnings: list[str] = []  # the notes that are also warned about
         self.n_rays = int(n_rays)
         self.receiver_radius = float(receiver_radius)
         v, f = self._check_arrays(vertices, faces)
@@ -190,10 +198,10 @@ class MeshRoom(Room):
         self.areas = 0.5 * np.linalg.norm(cross, axis=1)
         self.normals = cross / (2.0 * self.areas[:, None])
         self._tri = tri
-        self._build_planes(plane_angle, plane_distance)
+        self._build_planes(plane_angle, plane_distance, min_plane_area)
         self._build_occluders()
         self._all_clusters: TriangleClusters | None = None
-        for note in self.notes:
+        for note in self._warnings:
             warnings.warn(GeometryWarning(note), stacklevel=2)
 
     # ------------------------------------------------------------------ input
@@ -270,9 +278,10 @@ class MeshRoom(Room):
         unique[first] = True
         n_degenerate, n_dup = int((~good).sum()), int((good & ~unique).sum())
         if n_degenerate or n_dup:
-            self.notes.append(
+            self._warnings.append(
                 f"{self.name}: ignored {n_degenerate} zero-area and {n_dup} duplicate faces of {len(f)}"
             )
+            self.notes.append(self._warnings[-1])
         return good & unique
 
     # ---------------------------------------------------------- orientation
@@ -323,12 +332,14 @@ class MeshRoom(Room):
 
         # Flip parity of each face relative to its component's root: tree parent
         # parities, then pointer jumping along the BFS tree.
-        parent = np.arange(n)
-        for c in range(n_comp):
-            root = int(np.flatnonzero(comp == c)[0])
-            _, pred = csgraph.breadth_first_order(graph, root, directed=False, return_predecessors=True)
-            reached = pred >= 0
-            parent[reached] = pred[reached]
+        # One breadth-first search covers every component through an extra
+        # node joined to each component's first face.
+        roots = np.unique(comp, return_index=True)[1]
+        forest = sparse.coo_matrix(
+            (np.ones(len(f1) + n_comp), (np.r_[f1, np.full(n_comp, n)], np.r_[f2, roots])), shape=(n + 1, n + 1)
+        ).tocsr()
+        _, pred = csgraph.breadth_first_order(forest, n, directed=False, return_predecessors=True)
+        parent = np.where(pred[:n] >= n, np.arange(n), pred[:n])
         nodes = np.flatnonzero(parent != np.arange(n))
         par = np.zeros(n, dtype=np.int8)
         if len(nodes):
@@ -353,6 +364,7 @@ class MeshRoom(Room):
                 + (f", {int(conflict.sum())} with inconsistent winding" if conflict.any() else "")
                 + "); treated as a room anyway: sound escapes through the holes and open surfaces reflect on both sides"
             )
+            self._warnings.append(msg)
             self.notes.append(msg)
 
         # Signed volume per component about its own centroid, and flatness.
@@ -363,44 +375,48 @@ class MeshRoom(Room):
         rel_tri = tri - cen[comp][:, None, :]
         vol = np.bincount(comp, weights=np.einsum("ij,ij->i", rel_tri[:, 0], np.cross(rel_tri[:, 1], rel_tri[:, 2])) / 6.0,
                           minlength=n_comp)
-        flat = np.zeros(n_comp, dtype=bool)
-        for c in range(n_comp):
-            pts = tri[comp == c].reshape(-1, 3)
-            sv = np.linalg.svd(pts - pts.mean(axis=0), compute_uv=False)
-            flat[c] = sv[-1] / np.sqrt(len(pts)) < 1e-6 * self._scale
+        # Flat: the corner cloud's smallest principal spread is (almost) zero.
+        corners = tri.reshape(-1, 3)
+        owner = np.repeat(comp, 3)
+        rel_c = corners - (cen * 1.0)[owner]  # cen is the corners' mean (3 per face)
+        cov = np.zeros((n_comp, 3, 3))
+        np.add.at(cov, owner, rel_c[:, :, None] * rel_c[:, None, :])
+        cov /= np.bincount(owner, minlength=n_comp)[:, None, None]
+        flat = np.sqrt(np.maximum(np.linalg.eigvalsh(cov)[:, 0], 0.0)) < 1e-6 * self._scale
         # Outward winding for every solid component first.
         outward_flip = (vol < 0) & ~flat
         f = np.where(outward_flip[comp][:, None], f[:, ::-1], f)
         tri = v[f]
 
-        # Nesting depth: how many other components enclose each one.
+        # Nesting depth: how many other components enclose each one, judged
+        # by up to 8 sample points per component (centroids of its largest
+        # faces; a majority decides, so faces resting on another surface do
+        # not spoil the verdict).
         solid = np.flatnonzero(~flat)
-        depth = np.zeros(n_comp, dtype=int)
-        lo = np.array([tri[comp == c].reshape(-1, 3).min(axis=0) for c in range(n_comp)])
-        hi = np.array([tri[comp == c].reshape(-1, 3).max(axis=0) for c in range(n_comp)])
+        by_comp = np.argsort(comp, kind="stable")
+        comp_start = np.r_[0, np.cumsum(np.bincount(comp, minlength=n_comp))]
+        pts = tri.reshape(len(tri), 9)
+        lo = np.minimum.reduceat(pts[by_comp].reshape(-1, 3, 3).min(axis=1), comp_start[:-1])
+        hi = np.maximum.reduceat(pts[by_comp].reshape(-1, 3, 3).max(axis=1), comp_start[:-1])
         area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
-        samples = {}
-        for c in solid:
-            idx = np.flatnonzero(comp == c)
-            big = idx[np.argsort(-area[idx], kind="stable")[:8]]
-            samples[c] = tri[big].mean(axis=1)
+        rank = np.lexsort((-area, comp))  # faces by component, largest first
+        pos_in_comp = np.arange(n) - comp_start[comp[rank]]
+        pick = rank[(pos_in_comp < 8) & ~flat[comp[rank]]]
+        sample, owner = tri[pick].mean(axis=1), comp[pick]
+        n_samples = np.bincount(owner, minlength=n_comp)
+        depth = np.zeros(n_comp, dtype=int)
         for k in solid:
-            tri_k = tri[comp == k]
-            for c in solid:
-                if c == k:
-                    continue
-                s = samples[c]
-                inside_box = np.all((s >= lo[k] - self._eps) & (s <= hi[k] + self._eps), axis=1)
-                if not inside_box.any():
-                    continue
-                w = winding_number(s, tri_k)
-                if np.median(w) > 0.5:
-                    depth[c] += 1
+            near = np.all((sample >= lo[k] - self._eps) & (sample <= hi[k] + self._eps), axis=1) & (owner != k)
+            if not near.any():
+                continue
+            w = winding_number(sample[near], tri[by_comp[comp_start[k] : comp_start[k + 1]]])
+            votes = np.bincount(owner[near][w > 0.5], minlength=n_comp)
+            depth += 2 * votes > n_samples
         if air_point is None:
             air_parity = 1
         else:
             p = np.asarray(air_point, dtype=np.float64).reshape(1, 3)
-            count = sum(int(winding_number(p, tri[comp == k])[0] > 0.5) for k in solid)
+            count = sum(int(winding_number(p, tri[comp == k])[0] > 0.5) for k in solid)  # once: a plain loop
             air_parity = count % 2
         # Inside a component of depth d the enclosure count is d + 1: air there
         # means normals point inward (flip the outward winding).
@@ -410,7 +426,7 @@ class MeshRoom(Room):
         return f, is_open[comp], comp, ~flat
 
     # ------------------------------------------------------------- planes
-    def _build_planes(self, max_angle: float, max_dist: float) -> None:
+    def _build_planes(self, max_angle: float, max_dist: float, min_area: float) -> None:
         """Merge coplanar faces of one material, facing one way, into planes."""
         nf = len(self.faces)
         side_face = np.r_[np.arange(nf), np.flatnonzero(self.two_sided)]
@@ -438,6 +454,13 @@ class MeshRoom(Room):
             normals.append(n)
             offsets.append(float(np.sum(w * (stri[cand].mean(axis=1) @ n)) / w.sum()))
             members.append(side_face[cand])
+        big = [k for k, m in enumerate(members) if self.areas[m].sum() >= min_area]
+        if len(big) < len(members):
+            self.notes.append(
+                f"{self.name}: {len(members) - len(big)} of {len(members)} planes are smaller than {min_area} m^2 "
+                "and give no image sources (they still block and scatter sound)"
+            )
+        normals, offsets, members = [normals[k] for k in big], [offsets[k] for k in big], [members[k] for k in big]
         self.plane_normal = np.array(normals).reshape(-1, 3)
         self.plane_offset = np.array(offsets)
         self.plane_faces = members
