@@ -336,6 +336,32 @@ def test_listener_behind_furniture_face_and_wall_with_doorway():
     assert 0 < len(expect) < 6
 
 
+def test_source_outside_the_room_is_heard_through_no_wall():
+    """Walls skipped as occluders for inside paths must block a source outside."""
+    room = quiet_room(*box_mesh([0, 0, 0], DIM), np.full(7, 0.2))
+    src, lis = np.array([-1.0, 2.0, 1.5]), np.array([4.0, 3.0, 1.6])
+    images = room.early_images(np.array([src, SRC]), np.array([lis, LIS]), 2)
+    assert images.valid[0].sum() == 0 and early_images_reference(room, src, lis, 2) == {}
+    assert images.valid[1].sum() == 24  # the same call, a frame inside: unaffected
+
+
+def test_small_reflectors_give_no_images_but_still_block():
+    """A 5 cm cube on a stand: below min_plane_area it mirrors nothing, yet it occludes."""
+    cube = box_mesh([2.95, 2.45, 1.35], [3.05, 2.55, 1.45])
+    v, f = combine(box_mesh([0, 0, 0], DIM), cube)
+    src, lis = np.array([1.0, 2.5, 1.4]), np.array([1.5, 2.5, 1.4])  # the east wall's path runs through the cube
+    room = quiet_room(v, f, np.full(7, 0.2))
+    assert len(room.plane_offset) == 6 and any("smaller than 0.01" in n for n in room.notes)
+    pos = visible(room.early_images(src[None], lis[None], 1))[0]
+    east = src * [-1, 1, 1] + [12, 0, 0]
+    assert len(pos) == 5 and np.linalg.norm(pos - east, axis=1).min() > 0.1
+    detailed = quiet_room(v, f, np.full(7, 0.2), min_plane_area=0.0)
+    assert len(detailed.plane_offset) == 12
+    cube_west = src * [-1, 1, 1] + [2 * 2.95, 0, 0]
+    pos = visible(detailed.early_images(src[None], lis[None], 1))[0]
+    assert len(pos) == 6 and np.linalg.norm(pos - cube_west, axis=1).min() < 1e-9
+
+
 # ----------------------------------------------------------------------- energy histogram
 def _pra_image_energy(src, lis, absorption, max_order):
     ref = pra.ShoeBox(DIM, fs=8000, materials=pra.Material(absorption), max_order=max_order, air_absorption=False)
