@@ -327,13 +327,11 @@ class MeshRoom(Room):
         rel = (he[h1, 0] == he[h2, 0]).astype(np.int8)  # 1: one of them must flip
         graph = sparse.coo_matrix((np.ones(len(f1)), (f1, f2)), shape=(n, n)).tocsr()
         n_comp, comp = csgraph.connected_components(graph, directed=False)
-        rel_m = sparse.coo_matrix((rel.astype(float) + 1.0, (f1, f2)), shape=(n, n)).tocsr()
-        rel_m = rel_m + rel_m.T
 
-        # Flip parity of each face relative to its component's root: tree parent
-        # parities, then pointer jumping along the BFS tree.
-        # One breadth-first search covers every component through an extra
-        # node joined to each component's first face.
+        # Flip parity of each face relative to its component's root: the
+        # parity to its parent in a breadth-first tree (one search covers every
+        # component through an extra node joined to each component's first
+        # face), then pointer jumping up the tree.
         roots = np.unique(comp, return_index=True)[1]
         forest = sparse.coo_matrix(
             (np.ones(len(f1) + n_comp), (np.r_[f1, np.full(n_comp, n)], np.r_[f2, roots])), shape=(n + 1, n + 1)
@@ -341,9 +339,10 @@ class MeshRoom(Room):
         _, pred = csgraph.breadth_first_order(forest, n, directed=False, return_predecessors=True)
         parent = np.where(pred[:n] >= n, np.arange(n), pred[:n])
         nodes = np.flatnonzero(parent != np.arange(n))
+        pair_key, first = np.unique(np.r_[f1 * n + f2, f2 * n + f1], return_index=True)
+        pair_rel = np.r_[rel, rel][first]
         par = np.zeros(n, dtype=np.int8)
-        if len(nodes):
-            par[nodes] = (np.asarray(rel_m[nodes, parent[nodes]]).ravel() - 1.0).astype(np.int8)
+        par[nodes] = pair_rel[np.searchsorted(pair_key, nodes * n + parent[nodes])]
         anc = parent.copy()
         for _ in range(int(np.ceil(np.log2(max(n, 2)))) + 1):
             par = par ^ par[anc]
@@ -378,7 +377,7 @@ class MeshRoom(Room):
         # Flat: the corner cloud's smallest principal spread is (almost) zero.
         corners = tri.reshape(-1, 3)
         owner = np.repeat(comp, 3)
-        rel_c = corners - (cen * 1.0)[owner]  # cen is the corners' mean (3 per face)
+        rel_c = corners - cen[owner]  # cen is also the mean of the corners (3 per face)
         cov = np.zeros((n_comp, 3, 3))
         np.add.at(cov, owner, rel_c[:, :, None] * rel_c[:, None, :])
         cov /= np.bincount(owner, minlength=n_comp)[:, None, None]
@@ -542,9 +541,15 @@ class MeshRoom(Room):
 
     def _occluders(self, points: np.ndarray) -> TriangleClusters:
         """Clusters of the faces that may block legs for these sources and listeners."""
-        off = np.einsum("ij,ij->i", self.normals, self._tri[:, 0])
-        signed = (points @ self.normals.T - off[None, :]) * self._support[None, :]
-        needed = (self._support == 0) | (signed < -1e-6 * self._scale).any(axis=0)
+        sup = np.flatnonzero(self._support != 0)
+        off = np.einsum("ij,ij->i", self.normals[sup], self._tri[sup, 0])
+        far = np.zeros(len(sup), dtype=bool)
+        step = max(1, _CANDIDATE_BUDGET // max(len(sup), 1))
+        for p0 in range(0, len(points), step):
+            signed = (points[p0 : p0 + step] @ self.normals[sup].T - off) * self._support[sup]
+            far |= (signed < -1e-6 * self._scale).any(axis=0)
+        needed = self._support == 0
+        needed[sup[far]] = True
         key = np.packbits(needed).tobytes()
         if key not in self._occluder_cache:
             idx = np.flatnonzero(needed)
