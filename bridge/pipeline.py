@@ -235,15 +235,19 @@ class BakeSession:
         settings = getattr(scene, "soundstage", None)
         base = int(getattr(settings, "channel_base", 30))
         several = len(self.tracks) > 1
+        strips = timeline.audio_supported()
+        if not strips and any(t.fmt in STRIP_FORMATS for t in self.tracks):
+            self.warnings.append("this Blender build has no audio support (Audaspace), so no Sequencer strips "
+                                 f"were added; the tracks are in {self.out_dir}")
         for t in self.tracks:
-            if t.fmt in STRIP_FORMATS:
+            if strips and t.fmt in STRIP_FORMATS:
                 # Old strips (and their Sounds, which may hold the old file open) go first.
                 timeline.remove_own_strips(scene, t.listener, t.fmt)
             staged_sidecar = paths.sidecar_of(t.staged)
             paths.commit_file(t.staged, t.final)
             if staged_sidecar.exists():
                 paths.commit_file(staged_sidecar, paths.sidecar_of(t.final))
-            if t.fmt in STRIP_FORMATS:
+            if strips and t.fmt in STRIP_FORMATS:
                 cam = scene.camera.name if scene.camera is not None else None
                 strip = timeline.place_track(scene, t.final, t.listener, t.fmt, self.frame_start,
                                              base_channel=base, mute=several and t.listener != cam)

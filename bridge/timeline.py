@@ -23,6 +23,11 @@ TAG_KEY = "soundstage"
 MAX_CHANNEL = 128
 
 
+def audio_supported() -> bool:
+    """Whether this Blender can make sound strips (the bpy 4.2 wheel is built without Audaspace)."""
+    return bool(getattr(bpy.app.build_options, "audaspace", True))
+
+
 def tag(listener: str, fmt: str) -> str:
     return f"{listener}|{fmt}"
 

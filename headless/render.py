@@ -136,9 +136,14 @@ def ensure_properties(ext) -> None:
     import bpy
 
     if not hasattr(bpy.types.Scene, "soundstage"):
+        import atexit
         import importlib
 
-        importlib.import_module(ext.__name__ + ".addon.properties").register()
+        props = importlib.import_module(ext.__name__ + ".addon.properties")
+        props.register()
+        # Unregister before the interpreter exits: the bpy 4.2 module crashes at exit
+        # (SIGSEGV) when Python property groups are still registered.
+        atexit.register(props.unregister)
 
 
 def engine_preferences() -> tuple[str, str]:

@@ -6,7 +6,8 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-pytestmark = pytest.mark.bpy
+pytestmark = [pytest.mark.bpy, pytest.mark.skipif(not bpy.app.build_options.audaspace,
+                                                   reason="this bpy build has no Audaspace: no sound strips")]
 
 
 @pytest.fixture(autouse=True)

@@ -107,6 +107,7 @@ INSTALL_SCRIPT = textwrap.dedent('''
     strips = list(se.strips_all if hasattr(se, "strips_all") else se.sequences_all) if se else []
     out["strips"] = [s.get("soundstage") for s in strips]
     addon_utils.disable(mod, default_set=True)
+    out["audio"] = bool(bpy.app.build_options.audaspace)
     out["after_disable"] = hasattr(bpy.types.Scene, "soundstage")
     print("RESULT " + json.dumps(out))
 ''')
@@ -128,7 +129,8 @@ def test_install_enable_bake_and_disable_through_blender(built_zip, tmp_path):
                                  "play_preview"])
     for off, on in res["cycles"]:  # disabling removes everything, enabling brings it back, twice
         assert off == [False, False, False, False] and on == [True, True]
-    assert res["bake"] == ["FINISHED"] and res["strips"] == ["Camera|binaural"]
+    assert res["bake"] == ["FINISHED"]
+    assert res["strips"] == (["Camera|binaural"] if res["audio"] else [])  # the 4.2 wheel has no Audaspace
     assert (tmp_path / "renders" / "Scene_Camera_binaural.wav").is_file()
     assert not res["after_disable"]
     installed = tmp_path / "blender_user" / "extensions" / "user_default" / "soundstage"

@@ -57,12 +57,13 @@ def test_demo_track_follows_the_camera(tmp_path):
     # The saved .blend has the strip, at the first frame, as long as the range.
     bpy.ops.wm.open_mainfile(filepath=str(blend))
     scene = bpy.context.scene
+    assert scene.objects["Room"].soundstage.acoustic
+    assert bpy.data.materials["Ceiling"].soundstage.library_name == "ceiling_fissured_tile"
+    if not bpy.app.build_options.audaspace:
+        pytest.skip("this bpy build has no Audaspace: the track is baked but no strip can be saved")
     se = scene.sequence_editor
     strips = list(se.strips_all if hasattr(se, "strips_all") else se.sequences_all)
     (strip,) = [s for s in strips if s.get("soundstage") == "Camera|binaural"]
     assert strip.frame_final_start == scene.frame_start
     assert strip.frame_final_duration == scene.frame_end - scene.frame_start + 1
     assert Path(bpy.path.abspath(strip.sound.filepath)).resolve() == wav.resolve()
-    # The furnished room went in as a closed mesh with the chosen and guessed materials.
-    assert scene.objects["Room"].soundstage.acoustic
-    assert bpy.data.materials["Ceiling"].soundstage.library_name == "ceiling_fissured_tile"
