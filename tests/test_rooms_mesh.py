@@ -421,6 +421,24 @@ def test_histogram_t30_matches_pyroomacoustics_impulse_response():
     assert t30 == pytest.approx(_t30(ism, 1000), rel=0.06)
 
 
+def test_histogram_without_rendered_paths_plus_images_is_the_whole():
+    """exclude_order=2 leaves out exactly the direct sound and the images up to order 2."""
+    room = quiet_room(*combine(box_mesh([0, 0, 0], DIM), box_mesh(*OBSTACLE)), np.full(7, 0.2), np.full(7, 0.1))
+    kw = dict(air=np.zeros(7), speed_of_sound=C, bin_width=1e-3, t_max=0.15, n_rays=8000)
+    whole = room.energy_histogram(SRC, LIS, rng=np.random.default_rng(3), **kw)
+    rest = room.energy_histogram(SRC, LIS, rng=np.random.default_rng(3), exclude_order=2, **kw)
+    pos, gain, _ = visible(room.early_images(SRC[None], LIS[None], 2))
+    r = np.linalg.norm(pos - LIS, axis=1)
+    explicit = np.zeros(150)
+    np.add.at(explicit, (r / C / 1e-3).astype(int), gain[:, 3] ** 2 / r**2)
+    explicit[int(np.linalg.norm(SRC - LIS) / C / 1e-3)] += 1 / np.sum((SRC - LIS) ** 2)
+    assert rest[3, : int(np.linalg.norm(SRC - LIS) / C / 1e-3) + 1].sum() == 0.0
+    for t in (0.03, 0.06, 0.15):
+        k = int(t / 1e-3)
+        assert rest[3, :k].sum() + explicit[:k].sum() == pytest.approx(whole[3, :k].sum(), rel=0.06), t
+    assert rest[3].sum() < 0.8 * whole[3].sum()
+
+
 def test_histogram_is_deterministic_and_open_rooms_lose_energy():
     v, f = box_mesh([0, 0, 0], DIM)
     room = quiet_room(v, f, np.full(7, 0.2))

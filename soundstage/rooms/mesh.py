@@ -781,6 +781,7 @@ class MeshRoom(Room):
         rng: np.random.Generator | None = None,
         n_rays: int | None = None,
         receiver_radius: float | None = None,
+        exclude_order: int | None = None,
     ) -> np.ndarray:
         """Energy at the listener per band and time bin, by stochastic ray tracing.
 
@@ -810,6 +811,13 @@ class MeshRoom(Room):
             Default ``self.n_rays``.
         receiver_radius : float, optional
             Metres, default ``self.receiver_radius``.
+        exclude_order : int, optional
+            Leave out the direct sound and the purely specular paths of at
+            most this many reflections, i.e. what the direct path and
+            ``early_images(..., max_order=exclude_order)`` render (up to the
+            planes below ``min_plane_area``), so nothing needs subtracting and
+            no ray noise is left where the early part is. Default: every
+            path, as ``Room`` specifies.
 
         Returns
         -------
@@ -838,6 +846,7 @@ class MeshRoom(Room):
             n_rays=int(n_rays or self.n_rays),
             receiver_radius=float(receiver_radius or self.receiver_radius),
             rng=np.random.default_rng(0) if rng is None else rng,
+            exclude_order=-1 if exclude_order is None else int(exclude_order),
         )
 
 

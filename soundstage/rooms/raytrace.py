@@ -434,6 +434,7 @@ def trace_energy(
     receiver_radius: float,
     rng: np.random.Generator,
     stop_db: float = 80.0,
+    exclude_order: int = -1,
 ) -> np.ndarray:
     """Energy histogram at a receiver sphere by stochastic ray tracing.
 
@@ -452,6 +453,12 @@ def trace_energy(
     sphere's cross-section is ``pi R**2 / (4 pi r**2)``), which is the unit of
     ``soundstage.rooms.base``. Rays stop when they leave the model, travel
     ``c * t_max`` or fall ``stop_db`` below their start in every band.
+    With ``exclude_order = K >= 0`` a ray deposits nothing while its path is
+    still purely specular with at most K reflections: those paths are exactly
+    the direct sound and the image sources up to order K (their expected
+    energy is the image sources' ``g**2 / r**2``, since a specular bounce keeps
+    ``(1 - a) (1 - s)`` on average), so a renderer that plays them explicitly
+    needs to subtract nothing.
 
     Parameters
     ----------
@@ -472,6 +479,8 @@ def trace_energy(
         Metres; should be well below the source-listener distance.
     rng : numpy Generator
     stop_db : float
+    exclude_order : int
+        -1 (default) records every path; see above.
 
     Returns
     -------
@@ -490,6 +499,8 @@ def trace_energy(
     d = fibonacci_directions(n_rays, rng)
     energy = np.full((n_rays, n_bands), e0)
     path = np.zeros(n_rays)
+    # Reflections so far, or a large number once the path has scattered.
+    order = np.zeros(n_rays, dtype=np.int64)
     # Ignore hits this close to a ray's origin: it starts on the surface it just left.
     eps = 1e-7 * (1.0 + float(np.abs(clusters.a).max(initial=1.0)))
     while len(o):
@@ -501,7 +512,7 @@ def trace_energy(
         w = listener[None, :] - o
         tc = _dot(w, d)
         miss2 = _dot(w, w) - tc * tc
-        through = (miss2 < r2) & (tc >= 0.0) & (tc < leg)
+        through = (miss2 < r2) & (tc >= 0.0) & (tc < leg) & (order > exclude_order)
         if through.any():
             dist = path[through] + tc[through]
             b = (dist / speed_of_sound / bin_width).astype(np.int64)
@@ -514,6 +525,7 @@ def trace_energy(
         # Reflect the rays that hit something within their remaining length.
         alive = np.isfinite(t_hit)
         o, d, energy, path, t_hit, tri = o[alive], d[alive], energy[alive], path[alive], t_hit[alive], tri[alive]
+        order = order[alive] + 1
         o = o + t_hit[:, None] * d
         path = path + t_hit
         energy = energy * (1.0 - absorption[tri])
@@ -525,6 +537,7 @@ def trace_energy(
         scatter = rng.random(len(o)) < p
         if scatter.any():
             spec[scatter] = _lambert(side[scatter], rng)
+            order[scatter] = np.iinfo(np.int64).max // 2
         weight = np.where(
             scatter[:, None],
             s / np.where(p > 0, p, 1.0)[:, None],
@@ -533,5 +546,5 @@ def trace_energy(
         energy = energy * weight
         d = spec
         keep = (path < length_max) & ((energy * np.exp(-air[None, :] * path[:, None])).max(axis=1) > e_stop)
-        o, d, energy, path = o[keep], d[keep], energy[keep], path[keep]
+        o, d, energy, path, order = o[keep], d[keep], energy[keep], path[keep], order[keep]
     return hist
