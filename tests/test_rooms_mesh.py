@@ -439,6 +439,34 @@ def test_histogram_without_rendered_paths_plus_images_is_the_whole():
     assert rest[3].sum() < 0.8 * whole[3].sum()
 
 
+def test_scattering_room_t30_matches_pyroomacoustics_ray_tracer():
+    """Scattering 0.5: the decay shortens toward Eyring, as pyroomacoustics' hybrid simulator finds."""
+    room = quiet_room(*box_mesh([0, 0, 0], DIM), np.full(7, 0.2), np.full(7, 0.5))
+    hist = room.energy_histogram(SRC, LIS, air=np.zeros(7), speed_of_sound=C, bin_width=1e-3, t_max=1.2,
+                                 rng=np.random.default_rng(0), n_rays=3000)
+    t30 = _t30(hist[3], 1000)
+    pra.random.seed(1)
+    fs = 16000
+    ref = pra.ShoeBox(DIM, fs=fs, materials=pra.Material(0.2, 0.5), max_order=3, air_absorption=False, ray_tracing=True)
+    ref.set_ray_tracing(n_rays=20000, receiver_radius=0.4, energy_thres=1e-9)
+    ref.add_source(SRC)
+    ref.add_microphone(LIS)
+    ref.compute_rir()
+    sos = butter(4, [1000 / np.sqrt(2), 1000 * np.sqrt(2)], btype="band", fs=fs, output="sos")
+    t30_ref = pra.experimental.measure_rt60(sosfiltfilt(sos, ref.rir[0][0]), fs=fs, decay_db=30)
+    assert t30 == pytest.approx(t30_ref, rel=0.15)
+    volume, area = np.prod(DIM), 2 * (DIM[0] * DIM[1] + DIM[1] * DIM[2] + DIM[0] * DIM[2])
+    eyring = 0.161 * volume / (-area * np.log(1 - 0.2))
+    assert t30 == pytest.approx(eyring, rel=0.15)
+    assert t30 < 0.9 * _t30(_specular_box_hist(), 1000)  # and shorter than the purely specular decay
+
+
+def _specular_box_hist():
+    room = quiet_room(*box_mesh([0, 0, 0], DIM), np.full(7, 0.2))
+    return room.energy_histogram(SRC, LIS, air=np.zeros(7), speed_of_sound=C, bin_width=1e-3, t_max=1.2,
+                                 rng=np.random.default_rng(0), n_rays=3000)[3]
+
+
 def test_histogram_is_deterministic_and_open_rooms_lose_energy():
     v, f = box_mesh([0, 0, 0], DIM)
     room = quiet_room(v, f, np.full(7, 0.2))
