@@ -4,7 +4,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.soundstage-installed
 
-.PHONY: venv demo test test-fast bench extension clean
+LTS_STAMP := .venv-lts/.soundstage-installed
+
+.PHONY: venv demo test test-fast test-lts bench extension clean
 
 # Idempotent: re-runs the install only when pyproject.toml changed.
 $(STAMP): pyproject.toml
@@ -15,12 +17,22 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# The same engine with the bpy 4.5 LTS wheel, for the Blender support matrix.
+$(LTS_STAMP): pyproject.toml tools/lts_env.sh
+	tools/lts_env.sh
+	@touch $(LTS_STAMP)
+
 demo: $(STAMP)
 	$(PY) samples/build_sample_scene.py --out samples/build/sample_room.blend
 	$(PY) headless/render.py samples/build/sample_room.blend -- --out samples/build/renders --save
 
-test: $(STAMP)
+# Everything with bpy 5.0.1, then the Blender tests again with bpy 4.5 LTS.
+test: $(STAMP) $(LTS_STAMP)
 	$(PY) -m pytest -q
+	.venv-lts/bin/python -m pytest -q -m bpy
+
+test-lts: $(LTS_STAMP)
+	.venv-lts/bin/python -m pytest -q -m bpy
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
@@ -32,4 +44,4 @@ extension: $(STAMP)
 	$(PY) tools/build_extension.py --out dist/
 
 clean:
-	rm -rf $(VENV) dist samples/build .pytest_cache
+	rm -rf $(VENV) .venv-lts dist samples/build .pytest_cache

@@ -16,6 +16,7 @@ test -x "$VENV/bin/python" || "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip
 # bpy 4.x is built against numpy 1.x, like the engine's own pin.
 "$VENV/bin/python" -m pip install -q "bpy==$BPY_VERSION" "numpy<2"
-# The engine and the test tools, without the [blender] extra (which would pull bpy 5).
-"$VENV/bin/python" -m pip install -q -e ".[meshes,dev]" "numpy<2"
+# The engine with every extra but [blender] (which would pull bpy 5), so all test
+# modules import when pytest collects them.
+"$VENV/bin/python" -m pip install -q -e ".[field,meshes,splats,dist,tracks,dev]" "numpy<2"
 "$VENV/bin/python" -c "import bpy, soundstage; print('bpy', bpy.app.version_string, 'ready in $VENV')"
