@@ -5,13 +5,17 @@ listener walking across it for 900 frames (37.5 s at 24 fps) and a fixed
 source. Prints timings and, for a few frames, the ratio of the fast image
 search to the slow reference (they must agree exactly).
 
-Run: ``.venv/bin/python benchmarks/bench_mesh_room.py [--frames 900] [--order 2]``
+Run: ``.venv/bin/python benchmarks/bench_mesh_room.py [--frames 900] [--orders 2,3]``.
+Also writes benchmarks/results/mesh_room.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -65,6 +69,8 @@ def main() -> None:
     s = np.tile([[1.2, 2.0, 1.5]], (n, 1))
     lis = np.column_stack([np.linspace(1.0, 5.0, n), np.linspace(0.8, 2.8, n), np.full(n, 1.6)])
     print(f"mesh: {len(room.faces)} triangles, {len(room.plane_offset)} planes, built in {t_build:.3f} s")
+    results = {"cpus": os.cpu_count(), "triangles": len(room.faces), "planes": len(room.plane_offset),
+               "build_s": t_build, "frames": n, "images": {}}
 
     for order in (int(k) for k in args.orders.split(",")):
         t0 = time.perf_counter()
@@ -81,6 +87,8 @@ def main() -> None:
         agree = all(len(r) == int(im.valid[k].sum()) for r, k in zip(refs, frames))
         print(f"  slow reference: {t_ref:.2f} s per frame vs {t_img / n * 1e3:.2f} ms per frame "
               f"(x{t_ref / (t_img / n):.0f}); image counts agree: {agree}")
+        results["images"][order] = {"seconds": t_img, "slots": im.n_images, "reference_s_per_frame": t_ref,
+                                    "agree": agree}
 
     t0 = time.perf_counter()
     hist = room.energy_histogram(
@@ -89,6 +97,10 @@ def main() -> None:
     )
     t_rt = time.perf_counter() - t0
     print(f"energy_histogram: {args.rays} rays, 1.5 s: {t_rt:.2f} s (total energy {hist[3].sum():.3f})")
+    results["energy_histogram"] = {"rays": args.rays, "t_max": 1.5, "seconds": t_rt}
+    out = Path(__file__).resolve().parent / "results"
+    out.mkdir(exist_ok=True)
+    (out / "mesh_room.json").write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":
