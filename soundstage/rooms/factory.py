@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from soundstage.errors import JobError
@@ -56,7 +58,7 @@ def room_from_spec(spec, where: str = "room"):
             raise JobError(f"{where}: give 'materials' (floor, ceiling, walls) or one 'material'")
         return ShoeBox(lo, hi, m)
     if kind == "mesh":
-        from soundstage.rooms.mesh import MeshRoom
+        from soundstage.rooms.mesh import GeometryWarning, MeshRoom
 
         try:
             v = np.asarray(spec["vertices"], dtype=float)
@@ -78,5 +80,10 @@ def room_from_spec(spec, where: str = "room"):
         resolved = [resolve_material(mm, f"{where}.materials[{i}]") for i, mm in enumerate(mats)]
         absorption = np.stack([resolved[i].absorption for i in fm])
         scattering = np.stack([resolved[i].scattering for i in fm])
-        return MeshRoom(v, f, absorption, scattering)
+        name = str(spec.get("name", where))
+        # The room keeps its warnings (open edges, dropped faces) in ``notes``,
+        # which reach the sidecar; printing them as well would say it twice.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", GeometryWarning)
+            return MeshRoom(v, f, absorption, scattering, name=name)
     raise JobError(f"{where}.type: unknown room type {kind!r}; use free_field, shoebox or mesh")
