@@ -103,6 +103,51 @@ def fractional_read_reference(x: np.ndarray, pos: np.ndarray) -> np.ndarray:
     return out
 
 
+def _tv_geometry(centres, half_width, filter_len):
+    """Segment length and FFT size of ``tv_convolve`` (the same for any output range)."""
+    seg_len = int(np.ceil(2 * float(half_width))) + 2
+    nfft = sfft.next_fast_len(seg_len + filter_len, real=True)
+    return seg_len, nfft
+
+
+def tv_span(centres, half_width, filter_len, out_range, shifts=None):
+    """Which control points and input samples ``tv_convolve`` needs for an output range.
+
+    A control point's piece of input is ``seg_len`` samples from
+    ``floor(centre - half_width)``; its filtered block covers ``nfft`` output
+    samples from there (plus its shift). Only the control points whose block
+    reaches ``out_range`` contribute to it.
+
+    Parameters
+    ----------
+    centres : ndarray, shape (K,)
+        Control-point times in samples.
+    half_width : float
+    filter_len : int
+    out_range : (int, int)
+        Output samples [lo, hi).
+    shifts : ndarray of int, shape (K,), optional
+
+    Returns
+    -------
+    k0, k1 : int
+        The control points [k0, k1) that reach the range (k1 == k0 when none do).
+    in_lo, in_hi : int
+        The input samples [in_lo, in_hi) that their windows read (not clipped to
+        the input's length).
+    """
+    centres = np.asarray(centres, dtype=float)
+    seg_len, nfft = _tv_geometry(centres, half_width, filter_len)
+    starts = np.floor(centres - float(half_width)).astype(np.int64)
+    blocks = starts if shifts is None else starts + np.asarray(shifts, dtype=np.int64)
+    lo, hi = int(out_range[0]), int(out_range[1])
+    hit = np.flatnonzero((blocks < hi) & (blocks + nfft > lo))
+    if hi <= lo or hit.size == 0:
+        return 0, 0, 0, 0
+    k0, k1 = int(hit[0]), int(hit[-1]) + 1
+    return k0, k1, int(starts[k0]), int(starts[k1 - 1]) + seg_len
+
+
 def tv_convolve(
     x: np.ndarray,
     centres: np.ndarray,
@@ -114,6 +159,9 @@ def tv_convolve(
     shifts: np.ndarray | None = None,
     chunk: int = 64,
     cancel=None,
+    *,
+    out_range: tuple[int, int] | None = None,
+    x_start: int = 0,
 ) -> np.ndarray:
     """Filter ``x`` with a filter that changes at every control point, crossfading.
 
@@ -123,10 +171,18 @@ def tv_convolve(
     overlap-added. A filter that changes abruptly between two control points
     therefore never clicks: each piece is a smooth signal through a fixed filter.
 
+    Every output sample is a fixed function of the input and the filters, so any
+    range of the output can be computed on its own (``out_range``): only the
+    control points whose blocks reach it are filtered (``tv_span``), with the
+    same FFT size and windows as a whole run.
+
     Parameters
     ----------
     x : ndarray, shape (n,)
-        Input signal; sample index 0 is output sample 0.
+        Input signal; ``x[i]`` is input sample ``x_start + i``, which lines up
+        with output sample ``x_start + i``. Samples outside ``x`` read zeros, so
+        ``x`` must cover the windows of every control point the range needs
+        (``tv_span``) wherever the true input is not zero.
     centres : ndarray, shape (K,)
         Control-point times in samples, uniformly spaced by ``half_width``.
     half_width : float
@@ -134,12 +190,13 @@ def tv_convolve(
     spectra_fn : callable
         ``spectra_fn(k0, k1, nfft) -> ndarray (k1-k0, n_channels, nfft//2+1)``:
         the rfft of the filters of control points k0..k1-1 at size ``nfft``.
+        It is only asked for the control points the output range needs.
     n_channels : int
         Output channels.
     filter_len : int
         Upper bound of the filter length in samples.
     n_out : int
-        Output length in samples.
+        Output length in samples (the whole output).
     shifts : ndarray of int, shape (K,), optional
         Extra integer delay (samples) added to each control point's output, so
         filters can leave out a common leading delay.
@@ -147,40 +204,47 @@ def tv_convolve(
         Control points processed per batch (bounds memory).
     cancel : callable, optional
         Polled once per batch; raising is the caller's job.
+    out_range : (int, int), optional
+        Output samples [lo, hi) to compute, inside [0, n_out]; default all.
+    x_start : int
+        Input sample index of ``x[0]``.
 
     Returns
     -------
-    ndarray of float32, shape (n_out, n_channels)
+    ndarray of float32, shape (hi - lo, n_channels)
     """
     x = np.asarray(x, dtype=np.float32)
     h = float(half_width)
-    seg_len = int(np.ceil(2 * h)) + 2
-    nfft = sfft.next_fast_len(seg_len + filter_len, real=True)
-    y = np.zeros((n_out + nfft, n_channels), dtype=np.float32)
-    n_in = len(x)
+    lo, hi = (0, n_out) if out_range is None else (max(0, int(out_range[0])), min(n_out, int(out_range[1])))
+    seg_len, nfft = _tv_geometry(centres, h, filter_len)
+    y = np.zeros((max(hi - lo, 0), n_channels), dtype=np.float32)
+    if hi <= lo:
+        return y
     K = len(centres)
     if shifts is None:
         shifts = np.zeros(K, dtype=np.int64)
-    for k0 in range(0, K, chunk):
+    ka, kb, _, _ = tv_span(centres, h, filter_len, (lo, hi), shifts)
+    x_end = x_start + len(x)
+    # Batches stay on the same grid as a whole run's (multiples of ``chunk``).
+    for g0 in range((ka // chunk) * chunk, kb, chunk):
         if cancel is not None:
             cancel()
-        k1 = min(K, k0 + chunk)
+        k0, k1 = max(g0, ka), min(g0 + chunk, kb)
         starts = np.floor(centres[k0:k1] - h).astype(np.int64)
         idx = starts[:, None] + np.arange(seg_len)[None, :]
         w = np.clip(1.0 - np.abs(idx - centres[k0:k1, None]) / h, 0.0, None).astype(np.float32)
-        valid = (idx >= 0) & (idx < n_in)
-        seg = np.where(valid, x[np.clip(idx, 0, max(n_in - 1, 0))], 0.0).astype(np.float32) * w
+        valid = (idx >= x_start) & (idx < x_end)
+        seg = np.where(valid, x[np.clip(idx - x_start, 0, max(len(x) - 1, 0))], 0.0).astype(np.float32) * w
         X = sfft.rfft(seg, n=nfft, axis=-1, workers=-1)
         H = spectra_fn(k0, k1, nfft)
         Y = sfft.irfft(H * X[:, None, :], n=nfft, axis=-1, workers=-1).astype(np.float32)
         for j in range(k1 - k0):
             a = starts[j] + shifts[k0 + j]
             b = a + nfft
-            lo = max(a, 0)
-            hi = min(b, n_out + nfft)
-            if hi > lo:
-                y[lo:hi] += Y[j, :, lo - a : hi - a].T
-    return y[:n_out]
+            s, e = max(a, lo), min(b, hi)
+            if e > s:
+                y[s - lo : e - lo] += Y[j, :, s - a : e - a].T
+    return y
 
 
 def tv_convolve_reference(x, centres, half_width, filters, n_out, shifts=None):

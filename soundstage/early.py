@@ -58,7 +58,7 @@ def image_arrivals(images, lis_pos, lis_rot, *, fs, c, air):
 
 
 def render_early(sig, pre, images, lis_pos, lis_rot, *, fps, fs, c, air, n_out, decoder, sh_filters=None,
-                 latency=0, cancel=None, chunk=32):
+                 latency=0, cancel=None, chunk=32, time_range=None):
     """Render the early reflections of one source.
 
     Parameters
@@ -71,14 +71,19 @@ def render_early(sig, pre, images, lis_pos, lis_rot, *, fps, fs, c, air, n_out, 
         SH-to-ear filters for binaural (from ``Decoder.binaural_sh_filters``).
     latency : int
         Delay in samples that ``sh_filters`` add to a plane wave.
+    time_range : (int, int), optional
+        Output samples [a, b) to render (default: all). The filter length is
+        set by every frame's images, as in a whole render, and only the frames
+        whose filtered blocks reach the range are built.
 
     Returns
     -------
-    ndarray of float32, shape (n_out, n_channels)
+    ndarray of float32, shape (b - a, n_channels)
     """
     F = images.n_frames
-    if images.n_images == 0 or not images.valid.any():
-        return np.zeros((n_out, decoder.n_channels), dtype=np.float32)
+    ra, rb = (0, n_out) if time_range is None else (max(0, int(time_range[0])), min(n_out, int(time_range[1])))
+    if images.n_images == 0 or not images.valid.any() or rb <= ra:
+        return np.zeros((max(rb - ra, 0), decoder.n_channels), dtype=np.float32)
     delay, dirs, amp = image_arrivals(images, lis_pos, lis_rot, fs=fs, c=c, air=air)
     Y = decoder.sh_gains(dirs.reshape(-1, 3)).reshape(F, images.n_images, -1)
     Yr = np.ascontiguousarray(np.swapaxes(Y, 1, 2)).astype(np.float32)  # (F, C, I)
@@ -131,4 +136,4 @@ def render_early(sig, pre, images, lis_pos, lis_rot, *, fps, fs, c, air, n_out, 
         return H[..., :K]
 
     return tv_convolve(sig[pre:], centres, hop, spectra, n_ch, filt_len, n_out, shifts=shifts[idx],
-                       chunk=chunk, cancel=cancel)
+                       chunk=chunk, cancel=cancel, out_range=(ra, rb))
