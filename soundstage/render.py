@@ -22,6 +22,7 @@ distributed bakes):
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from dataclasses import dataclass, field
 
@@ -259,7 +260,8 @@ def compute_images(ctx: RenderContext, si: int):
     """Image sources of source ``si`` in every frame (None without a room or reflections)."""
     if not ctx.has_early:
         return None
-    return ctx.room.early_images(ctx.job.sources[si].positions, ctx.lis_pos, ctx.opts.reflection_order)
+    with single_threaded_blas():
+        return ctx.room.early_images(ctx.job.sources[si].positions, ctx.lis_pos, ctx.opts.reflection_order)
 
 
 def compute_tail(ctx: RenderContext, si: int):
@@ -269,9 +271,10 @@ def compute_tail(ctx: RenderContext, si: int):
     opts = ctx.opts
     rng = np.random.default_rng(opts.seed + si)
     rep_src, rep_lis = ctx.representative_positions(si)
-    energy = residual_energy(ctx.room, rep_src, rep_lis, air=ctx.air, c=ctx.c,
-                             reflection_order=opts.reflection_order, rng=rng)
-    return late_tail(energy, fs=ctx.fs, decoder=ctx.decoder, hrtf=ctx.hrtf, seed=opts.seed + 1000 + si)
+    with single_threaded_blas():
+        energy = residual_energy(ctx.room, rep_src, rep_lis, air=ctx.air, c=ctx.c,
+                                 reflection_order=opts.reflection_order, rng=rng)
+        return late_tail(energy, fs=ctx.fs, decoder=ctx.decoder, hrtf=ctx.hrtf, seed=opts.seed + 1000 + si)
 
 
 def source_images(ctx: RenderContext, si: int, cache=None):
@@ -386,6 +389,28 @@ def render_source(ctx: RenderContext, si: int, sig, pre, *, images=None, tail=No
     -------
     ndarray of float32, shape (b - a, n_channels)
     """
+    with single_threaded_blas():
+        return _render_source(ctx, si, sig, pre, images=images, tail=tail, time_range=time_range, cancel=cancel,
+                              report=report)
+
+
+def single_threaded_blas():
+    """A context in which BLAS runs on one thread.
+
+    Multi-threaded BLAS splits a matrix product differently for different
+    thread counts, so its float32 rounding would depend on the machine's cores
+    and on whether a part runs here or in a Dask worker (which runs BLAS on one
+    thread). The products the renderers make are small and batched, so one
+    thread is also faster. Parallelism comes from chunks and workers instead.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        return contextlib.nullcontext()
+    return threadpool_limits(1, user_api="blas")
+
+
+def _render_source(ctx, si, sig, pre, *, images, tail, time_range, cancel, report):
     check = cancel or (lambda: None)
     report = report or (lambda f, m: None)
     a, b = (0, ctx.n_out) if time_range is None else (max(0, int(time_range[0])), min(ctx.n_out, int(time_range[1])))
