@@ -267,7 +267,8 @@ class WorkDir:
                     f.unlink()
 
     def close(self, remove: bool) -> None:
-        if remove:
+        """Release the folder; remove it when the bake completed or left nothing to resume."""
+        if remove or not any(self.path.glob("*.npy")):
             shutil.rmtree(self.path, ignore_errors=True)
         self.lock.release()
 
