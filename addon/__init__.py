@@ -6,9 +6,10 @@ register -> unregister -> register is clean. Operators stay thin and call
 ``bridge``.
 """
 
-from . import operators, panels, prefs, properties
+from . import operators, panels, prefs, properties, splats
 
-MODULES = (properties, prefs, operators, panels)
+# splats after panels: its sidebar panel is a child of theirs.
+MODULES = (properties, prefs, operators, panels, splats)
 
 
 def register():
