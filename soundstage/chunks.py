@@ -260,6 +260,12 @@ class WorkDir:
     def get(self, part: Part) -> np.ndarray:
         return np.load(self._file(part), allow_pickle=False)
 
+    def finished_files(self) -> list[Path]:
+        """The part files present (not temporary files being written)."""
+        from soundstage.locks import TEMP_PREFIX
+
+        return [f for f in self.path.glob("*.npy") if not f.name.startswith(TEMP_PREFIX)]
+
     def clear(self) -> None:
         for f in self.path.iterdir():
             if f.name != "manifest.json":
@@ -268,7 +274,7 @@ class WorkDir:
 
     def close(self, remove: bool) -> None:
         """Release the folder; remove it when the bake completed or left nothing to resume."""
-        if remove or not any(self.path.glob("*.npy")):
+        if remove or not self.finished_files():
             shutil.rmtree(self.path, ignore_errors=True)
         self.lock.release()
 
