@@ -228,11 +228,18 @@ def view_ray(context, event):
     for area in screen.areas if screen is not None else ():
         if area.type != "VIEW_3D":
             continue
+        def inside(region):
+            return (region.x <= event.mouse_x < region.x + region.width
+                    and region.y <= event.mouse_y < region.y + region.height)
+
+        # With region overlap the sidebar, toolbar and headers lie on top of the view: not a click on it.
+        if any(r.type != "WINDOW" and r.width > 1 and inside(r) for r in area.regions):
+            continue
         for region in area.regions:
             if region.type != "WINDOW":
                 continue
             x, y = event.mouse_x - region.x, event.mouse_y - region.y
-            if 0 <= x < region.width and 0 <= y < region.height:
+            if inside(region):
                 rv3d = region.data
                 origin = view3d_utils.region_2d_to_origin_3d(region, rv3d, (x, y))
                 direction = view3d_utils.region_2d_to_vector_3d(region, rv3d, (x, y))

@@ -39,12 +39,14 @@ def _splats(engine, arrays: dict, source: str = "", matrix=None):
         m = np.asarray(matrix, np.float64)
         pos = (pos.astype(np.float64) @ m[:3, :3].T + m[:3, 3]).astype(np.float32)
     n = len(pos)
+    # Ray casts need no colours: grey when they were not sent.
+    colors = arrays.get("colors")
+    colors = np.full((n, 3), 0.5, np.float32) if colors is None else np.asarray(colors, np.float32).reshape(n, 3)
     return engine.Splats(positions=pos,
                          scales=np.asarray(arrays["scales"], np.float32).reshape(n, 3),
                          rotations=np.asarray(arrays["rotations"], np.float32).reshape(n, 4),
                          opacities=np.asarray(arrays["opacities"], np.float32).reshape(n),
-                         colors=np.asarray(arrays["colors"], np.float32).reshape(n, 3),
-                         source=source)
+                         colors=colors, source=source)
 
 
 # --------------------------------------------------------------------------- operations

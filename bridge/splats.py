@@ -14,8 +14,9 @@ Mode) and keeps these point attributes, all set from whole NumPy arrays:
 attribute               type            meaning
 ======================  ==============  ==============================================
 ``position``            FLOAT_VECTOR    gaussian centre (the vertex), file units
-``splat_color``         FLOAT_COLOR     base colour from the SH DC term (stored linear,
-                                        read and written through ``color_srgb``)
+``splat_color``         FLOAT_COLOR     base colour from the SH DC term (stored
+                                        scene-linear as Blender expects; converted
+                                        from and to sRGB with NumPy)
 ``opacity``             FLOAT           peak opacity in [0, 1]
 ``scale``               FLOAT_VECTOR    standard deviations along the local axes
 ``rotation``            QUATERNION      unit quaternion w, x, y, z
@@ -52,7 +53,7 @@ PROP = "soundstage_splats"
 ROOM_PROP = "soundstage_room"
 #: Splat field -> (attribute name, attribute type, foreach key, components).
 ATTRIBUTES = {
-    "colors": ("splat_color", "FLOAT_COLOR", "color_srgb", 4),
+    "colors": ("splat_color", "FLOAT_COLOR", "color", 4),
     "opacities": ("opacity", "FLOAT", "value", 1),
     "scales": ("scale", "FLOAT_VECTOR", "vector", 3),
     "rotations": ("rotation", "QUATERNION", "value", 4),
@@ -171,8 +172,15 @@ def display_radius(scales: np.ndarray) -> np.ndarray:
 
 
 def _srgb_to_linear(c: np.ndarray) -> np.ndarray:
+    """IEC 61966-2-1 sRGB decoding, element-wise."""
     c = np.asarray(c, np.float64)
-    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    return np.where(c <= 0.04045, c / 12.92, ((np.maximum(c, 0) + 0.055) / 1.055) ** 2.4)
+
+
+def _linear_to_srgb(c: np.ndarray) -> np.ndarray:
+    """IEC 61966-2-1 sRGB encoding, element-wise (the inverse of ``_srgb_to_linear``)."""
+    c = np.asarray(c, np.float64)
+    return np.where(c <= 0.0031308, 12.92 * c, 1.055 * np.maximum(c, 0) ** (1 / 2.4) - 0.055)
 
 
 def create_splat_object(arrays: dict, name: str, collection, *, source: str = "", display: str = "AUTO",
@@ -203,11 +211,11 @@ def create_splat_object(arrays: dict, name: str, collection, *, source: str = ""
     n = len(pos)
     mesh = bpy.data.meshes.new(name)
     mesh.vertices.add(n)
-    mesh.vertices.foreach_set("co", pos.ravel())
+    mesh.attributes["position"].data.foreach_set("vector", pos.ravel())
     for field, (attr, kind, key, width) in ATTRIBUTES.items():
         values = np.asarray(arrays[field], np.float32).reshape(n, -1)
-        if field == "colors":  # RGBA; alpha 1 (opacity has its own attribute)
-            values = np.column_stack([values, np.ones(n, np.float32)])
+        if field == "colors":  # splat colours are sRGB-encoded; RGBA, alpha 1 (opacity has its own attribute)
+            values = np.column_stack([_srgb_to_linear(values), np.ones(n)])
         data = mesh.attributes.new(attr, kind, "POINT").data
         data.foreach_set(key, np.ascontiguousarray(values, np.float32).ravel())
     radius = mesh.attributes.new(RADIUS_ATTRIBUTE, "FLOAT", "POINT")
@@ -221,14 +229,21 @@ def create_splat_object(arrays: dict, name: str, collection, *, source: str = ""
     return obj
 
 
-def object_arrays(obj) -> dict:
+def object_arrays(obj, fields=None) -> dict:
     """The splat arrays of a splat object (object space), read with ``foreach_get``.
+
+    Parameters
+    ----------
+    obj : bpy.types.Object
+    fields : iterable of str, optional
+        A subset of ``positions``, ``scales``, ``rotations``, ``opacities``,
+        ``colors`` (default: all).
 
     Returns
     -------
     dict
         ``positions`` (N, 3), ``scales`` (N, 3), ``rotations`` (N, 4),
-        ``opacities`` (N,), ``colors`` (N, 3), float32.
+        ``opacities`` (N,), ``colors`` (N, 3) sRGB in [0, 1], float32.
 
     Raises
     ------
@@ -238,12 +253,17 @@ def object_arrays(obj) -> dict:
     if obj is None or obj.type != "MESH":
         raise BridgeError(f"object '{getattr(obj, 'name', None)}' is not a splat object: "
                           "import splats with File > Import > Gaussian Splats")
+    fields = list(splat_engine.SPLAT_FIELDS) if fields is None else list(fields)
     mesh = obj.data
     n = len(mesh.vertices)
-    pos = np.empty(n * 3, np.float32)
-    mesh.vertices.foreach_get("co", pos)
-    out = {"positions": pos.reshape(n, 3)}
+    out = {}
+    if "positions" in fields:
+        pos = np.empty(n * 3, np.float32)
+        mesh.attributes["position"].data.foreach_get("vector", pos)
+        out["positions"] = pos.reshape(n, 3)
     for field, (attr, kind, key, width) in ATTRIBUTES.items():
+        if field not in fields:
+            continue
         a = mesh.attributes.get(attr)
         if a is None or a.domain != "POINT" or a.data_type != kind:
             raise BridgeError(f"object '{obj.name}' has no '{attr}' point attribute ({kind}), so it is not a splat "
@@ -251,18 +271,19 @@ def object_arrays(obj) -> dict:
         buf = np.empty(n * width, np.float32)
         a.data.foreach_get(key, buf)
         buf = buf.reshape(n, width) if width > 1 else buf
-        out[field] = buf[:, :3].copy() if field == "colors" else buf
+        if field == "colors":
+            buf = np.clip(_linear_to_srgb(buf[:, :3]), 0, 1).astype(np.float32)
+        out[field] = buf
     return out
 
 
 def arrays_digest(arrays: dict) -> str:
-    """A content hash of the splat arrays (changes when the user edits the splats)."""
-    h = hashlib.blake2b(digest_size=16)
-    for name in sorted(splat_engine.SPLAT_FIELDS):
+    """A content hash of the given splat arrays (changes when the user edits the splats)."""
+    h = hashlib.sha1(usedforsecurity=False)  # a cache key, not security: the fastest stdlib hash here
+    for name in sorted(arrays):
         a = np.ascontiguousarray(arrays[name])
-        h.update(name.encode())
-        h.update(str(a.shape).encode())
-        h.update(a.tobytes())
+        h.update(f"{name}{a.shape}{a.dtype}".encode())
+        h.update(memoryview(a).cast("B"))
     return h.hexdigest()
 
 
@@ -499,7 +520,8 @@ def raycast_splats(obj, origin_world, direction_world, *, mode: str = "auto", py
     o_local = inv[:3, :3] @ o + inv[:3, 3]
     d_local = inv[:3, :3] @ d
     d_local /= np.linalg.norm(d_local)
-    arrays = object_arrays(obj)
+    # Colours play no part in ray casts: leave them out of the read and the hash.
+    arrays = object_arrays(obj, ("positions", "scales", "rotations", "opacities"))
     engine = engine_module()
     if mode == "inprocess" and engine is None:
         raise BridgeError("the Soundstage engine does not import in this Python; use the worker mode")

@@ -263,6 +263,42 @@ def test_place_source_modal_waits_for_a_click_and_escape_cancels(sb):
     assert op.modal(ctx, esc) == {"CANCELLED"} and status == [None]
 
 
+def test_click_in_the_viewport_casts_the_ray_through_the_pixel(sb):
+    """The ray under the mouse passes through the world point Blender projects to that pixel."""
+    from bpy_extras.view3d_utils import location_3d_to_region_2d
+    from mathutils import Matrix, Vector
+
+    eye, target = np.array([1.0, -6.0, 2.0]), np.array([0.5, 1.0, 1.2])
+    cam = _look(eye, np.array([0.0, 0.0, 1.5]))
+    view = Matrix(np.linalg.inv(cam).tolist())
+    w, h, f, near, far = 800, 600, 1.2, 0.1, 100.0  # OpenGL-style perspective
+    proj = Matrix(((f * h / w, 0, 0, 0), (0, f, 0, 0), (0, 0, -(far + near) / (far - near),
+                   -2 * far * near / (far - near)), (0, 0, -1, 0)))
+    rv3d = types.SimpleNamespace(is_perspective=True, view_matrix=view, perspective_matrix=proj @ view,
+                                 view_perspective="PERSP")
+    window = types.SimpleNamespace(type="WINDOW", x=100, y=50, width=w, height=h, data=rv3d)
+    sidebar = types.SimpleNamespace(type="UI", x=100 + w - 200, y=50, width=200, height=h, data=None)
+    area = types.SimpleNamespace(type="VIEW_3D", regions=[window, sidebar])
+    ctx = types.SimpleNamespace(window=types.SimpleNamespace(screen=types.SimpleNamespace(areas=[area])),
+                                workspace=None)
+    px = location_3d_to_region_2d(window, rv3d, Vector(target.tolist()))
+    click = types.SimpleNamespace(type="LEFTMOUSE", value="PRESS", mouse_x=int(round(px.x)) + 100,
+                                  mouse_y=int(round(px.y)) + 50)
+    origin, direction = sb.addon.view_ray(ctx, click)
+    o, d = np.array(origin), np.array(direction)
+    miss = np.linalg.norm(np.cross(target - o, d)) / np.linalg.norm(d)
+    assert np.allclose(o, eye) and miss < 0.02 and (target - o) @ d > 0  # within the pixel's rounding
+    # The modal operator casts that ray; a click on the sidebar (over the view) is not a click on the splats.
+    op = types.SimpleNamespace(origin=None, direction=None)
+    op.execute = lambda context: {"FINISHED"}
+    for name in ("modal", "_done"):
+        setattr(op, name, getattr(sb.addon.SOUNDSTAGE_OT_place_source_on_splats, name).__get__(op))
+    on_sidebar = types.SimpleNamespace(type="LEFTMOUSE", value="PRESS", mouse_x=100 + w - 50, mouse_y=300)
+    assert sb.addon.view_ray(ctx, on_sidebar) is None
+    assert op.modal(ctx, on_sidebar) == {"RUNNING_MODAL"} and op.direction is None
+    assert op.modal(ctx, click) == {"FINISHED"} and np.allclose(op.direction, direction)
+
+
 # --------------------------------------------------------------------------- rooms
 def test_room_from_splats_matches_the_synthetic_room_in_world_space(sb, ss, room_ply):
     obj, m = _transformed_room(room_ply, yaw_deg=30.0, scale=1.0, offset=(10.0, -4.0, 1.0))
