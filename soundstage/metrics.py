@@ -95,3 +95,148 @@ def itd(left: np.ndarray, right: np.ndarray, fs: float, max_ms: float = 1.0, low
 def ild(left: np.ndarray, right: np.ndarray) -> float:
     """Broadband interaural level difference in dB, positive when the left ear is louder."""
     return float(10 * np.log10(np.sum(np.asarray(left, float) ** 2) / np.sum(np.asarray(right, float) ** 2)))
+
+
+# --------------------------------------------------------------------------- binaural similarity
+# Distances between a predicted and a reference binaural signal, as used to
+# evaluate learned acoustic fields (AV-NeRF, Liang et al., NeurIPS 2023,
+# arXiv 2302.02088) and mono-to-binaural methods (PseudoBinaural, Xu et al.,
+# CVPR 2021). Signals are arrays of shape (channels, n); the distances are summed
+# over channels, as in those papers' evaluation code, so that a binaural MAG of
+# 1.5 compares directly with their published tables.
+
+
+def _stft_helper(n_fft: int, hop: int, win_length: int | None):
+    from scipy.signal import ShortTimeFFT, get_window
+
+    wl = n_fft if win_length is None else int(win_length)
+    if not 0 < wl <= n_fft or hop <= 0:
+        raise ValueError(f"need 0 < win_length <= n_fft and hop > 0, got {wl}, {n_fft}, {hop}")
+    win = np.zeros(n_fft)
+    off = (n_fft - wl) // 2  # a shorter window sits in the middle of the FFT frame
+    win[off:off + wl] = get_window("hann", wl, fftbins=True)
+    # scale_to=None: the plain sum over the windowed frame, the convention of
+    # torch.stft and librosa.stft (the AV-NeRF magnitudes are in these units).
+    return ShortTimeFFT(win, hop, 1.0, fft_mode="onesided", mfft=n_fft)
+
+
+def stft(x: np.ndarray, n_fft: int = 512, hop: int = 128, win_length: int | None = None) -> np.ndarray:
+    """Short-time Fourier transform with centred frames (periodic Hann window).
+
+    Frame k is centred on sample ``k * hop`` and the signal is zero-padded at
+    both ends, like ``torch.stft(..., center=True, pad_mode="constant")``; the
+    magnitudes equal torch's and librosa's (no window normalisation).
+
+    Parameters
+    ----------
+    x : ndarray, shape (..., n)
+    n_fft, hop, win_length : int
+        FFT size, hop and window length in samples (window defaults to ``n_fft``).
+
+    Returns
+    -------
+    ndarray of complex, shape (..., 1 + n // hop, n_fft // 2 + 1)
+        Frames along the second-to-last axis, frequency bins along the last.
+    """
+    x = np.asarray(x, dtype=float)
+    sft = _stft_helper(n_fft, hop, win_length)
+    spec = sft.stft(x, p0=0, p1=1 + x.shape[-1] // hop, axis=-1)  # (..., F, T)
+    return np.swapaxes(spec, -1, -2)
+
+
+def magnitude_distance_spectra(pred_mag: np.ndarray, gt_mag: np.ndarray) -> float:
+    """MAG between two magnitude spectrograms: per-channel mean squared difference, summed over channels.
+
+    Parameters
+    ----------
+    pred_mag, gt_mag : ndarray, shape (channels, frames, bins)
+        STFT magnitudes (``abs(stft(x))``).
+    """
+    p, g = np.asarray(pred_mag, float), np.asarray(gt_mag, float)
+    if p.shape != g.shape or p.ndim != 3:
+        raise ValueError(f"expected equal shapes (channels, frames, bins), got {p.shape} and {g.shape}")
+    return float(np.sum(np.mean((p - g) ** 2, axis=(1, 2))))
+
+
+def mag_distance(pred: np.ndarray, gt: np.ndarray, n_fft: int = 512, hop: int = 128) -> float:
+    """MAG, the magnitude-spectrogram distance of AV-NeRF and PseudoBinaural.
+
+    The mean over frames and bins of the squared difference of STFT magnitudes,
+    summed over channels.
+
+    Parameters
+    ----------
+    pred, gt : ndarray, shape (channels, n)
+        Waveforms (AV-NeRF: 22,050 Hz, 1 s clips, STFT 512/512/128).
+    """
+    return magnitude_distance_spectra(np.abs(stft(pred, n_fft, hop)), np.abs(stft(gt, n_fft, hop)))
+
+
+def envelope_distance(pred: np.ndarray, gt: np.ndarray) -> float:
+    """ENV, the envelope distance of AV-NeRF (after Morgado et al., 2018).
+
+    Per channel the root-mean-square difference of the Hilbert envelopes
+    ``|hilbert(x)|``, summed over channels.
+
+    Parameters
+    ----------
+    pred, gt : ndarray, shape (channels, n)
+    """
+    from scipy.signal import hilbert
+
+    p, g = np.atleast_2d(np.asarray(pred, float)), np.atleast_2d(np.asarray(gt, float))
+    if p.shape != g.shape:
+        raise ValueError(f"expected equal shapes, got {p.shape} and {g.shape}")
+    d = np.abs(hilbert(p, axis=-1)) - np.abs(hilbert(g, axis=-1))
+    return float(np.sum(np.sqrt(np.mean(d ** 2, axis=-1))))
+
+
+def stft_distance_spectra(pred_spec: np.ndarray, gt_spec: np.ndarray) -> float:
+    """STFT distance between complex spectrograms (channels, frames, bins); see ``stft_distance``."""
+    d = np.asarray(pred_spec) - np.asarray(gt_spec)
+    return float(np.sum(0.5 * np.mean(np.abs(d) ** 2, axis=(-2, -1))))
+
+
+def stft_distance(pred: np.ndarray, gt: np.ndarray, n_fft: int = 512, hop: int = 128) -> float:
+    """STFT distance of PseudoBinaural: mean squared difference of the real and imaginary parts, summed over channels.
+
+    The mean runs over frames, bins and the two parts, so it is half the mean of
+    ``|P - G|^2``.
+
+    Parameters
+    ----------
+    pred, gt : ndarray, shape (channels, n)
+    """
+    return stft_distance_spectra(stft(np.atleast_2d(pred), n_fft, hop), stft(np.atleast_2d(gt), n_fft, hop))
+
+
+def dphase_distance_spectra(pred_diff_spec: np.ndarray, gt_diff_spec: np.ndarray) -> float:
+    """D-phase from the spectrograms of the left-minus-right signals (frames, bins); see ``dphase_distance``."""
+    d = np.angle(np.asarray(pred_diff_spec)) - np.angle(np.asarray(gt_diff_spec))
+    return float(np.mean(np.abs(np.angle(np.exp(1j * d)))))
+
+
+def dphase_distance(pred: np.ndarray, gt: np.ndarray, n_fft: int = 512, hop: int = 128) -> float:
+    """D-phase of PseudoBinaural: mean wrapped phase difference of the left-minus-right signals, radians.
+
+    Parameters
+    ----------
+    pred, gt : ndarray, shape (2, n)
+        Binaural waveforms (left, right).
+
+    Returns
+    -------
+    float
+        In [0, pi]: the mean over frames and bins of the absolute phase
+        difference between ``stft(pred[0] - pred[1])`` and
+        ``stft(gt[0] - gt[1])``, wrapped to [0, pi].
+    """
+    p, g = np.asarray(pred, float), np.asarray(gt, float)
+    return dphase_distance_spectra(stft(p[0] - p[1], n_fft, hop), stft(g[0] - g[1], n_fft, hop))
+
+
+def snr_db(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Signal-to-noise ratio of a prediction in dB: ``10 log10(sum gt^2 / sum (pred - gt)^2)``."""
+    p, g = np.asarray(pred, float), np.asarray(gt, float)
+    err = np.sum((p - g) ** 2)
+    return float(10 * np.log10(max(np.sum(g ** 2), 1e-300) / max(err, 1e-300)))
