@@ -191,6 +191,26 @@ def test_worker_process_reads_the_same_arrays(sb, room_ply, ss):
         sb.bridge.call_engine("read", mode="worker", path=str(path) + ".missing")
 
 
+def test_worker_process_casts_rays_and_builds_rooms_like_the_engine_here(sb, room_ply, ss):
+    try:
+        ss.runner.find_engine_python("")
+    except Exception:
+        pytest.skip("no engine environment (.venv) for the worker")
+    obj, m = _transformed_room(room_ply)
+    o, d = m[:3, 3] + m[:3, :3] @ [0.0, 0.3, 1.5], m[:3, :3] @ [1.0, 0.1, 0.05]
+    here = sb.bridge.raycast_splats(obj, o, d, mode="inprocess")
+    there = sb.bridge.raycast_splats(obj, o, d, mode="worker")
+    assert there["index"] == here["index"]
+    np.testing.assert_allclose(there["point"], here["point"], atol=1e-9)
+    corners = [[0, 0, 0.2], [4, 0, 0.2], [4, 2, 0.2], [2, 2, 0.2], [2, 5, 0.2], [0, 5, 0.2]]
+    args = {"corners": corners, "height": 2.5}
+    assert sb.bridge.call_engine("corners", mode="worker", **args) == \
+        sb.bridge.call_engine("corners", mode="inprocess", **args)
+    with pytest.raises(ss.errors.BridgeError, match="crosses itself"):
+        sb.bridge.call_engine("corners", mode="worker", corners=[[0, 0], [1, 1], [1, 0], [0, 1]], floor=0.0,
+                              height=2.0)
+
+
 # --------------------------------------------------------------------------- ray casting
 def _transformed_room(room_ply, yaw_deg=30.0, scale=2.0, offset=(10.0, -4.0, 1.0)):
     path, scene = room_ply
