@@ -404,9 +404,10 @@ def lowest_modes(K, M, n_modes: int, n_rigid: int, f_floor: float = 1.0, f_guess
     n_modes : int
         Elastic modes wanted (fewer come back when the model has fewer DOFs).
     n_rigid : int
-        Rigid-body modes to expect (6 per disconnected part).
+        Rigid-body modes to expect (6 per disconnected part); asked for on top of
+        ``n_modes``.
     f_floor : float
-        Modes below this frequency (Hz) count as rigid, whatever ``n_rigid`` says.
+        Modes below this frequency (Hz) count as rigid and are dropped.
     f_guess : float
         Rough guess of the lowest elastic frequency, Hz (within a factor of ~10 is
         plenty). The shift is placed at ``-(2 pi f_guess)^2``; a shift far below it
@@ -439,12 +440,19 @@ def lowest_modes(K, M, n_modes: int, n_rigid: int, f_floor: float = 1.0, f_guess
         lu = spla.splu(A)
         solve = lu.solve
     op = spla.LinearOperator((n, n), matvec=solve, dtype=float)
-    v0 = np.ones(n)  # fixed start vector: the same mesh always gives the same modes
+    # Fixed pseudo-random start vector: the same mesh always gives the same modes, and
+    # unlike a constant vector it is not symmetric, so Lanczos does not miss the
+    # partners of degenerate pairs in symmetric objects.
+    v0 = np.random.default_rng(12345).standard_normal(n)
+    # A roomy Krylov space: the rigid modes are a 6-fold (or 6 x parts) eigenvalue,
+    # which a tight space can leave incomplete.
+    ncv = min(n - 1, max(2 * k + 1, k + 32))
     with _single_blas_thread():
-        vals, vecs = spla.eigsh(K, k=k, M=M, sigma=sigma, which="LM", OPinv=op, v0=v0, tol=1e-10)
+        vals, vecs = spla.eigsh(K, k=k, M=M, sigma=sigma, which="LM", OPinv=op, v0=v0, tol=1e-10, ncv=ncv)
     order = np.argsort(vals)
     vals, vecs = vals[order], vecs[:, order]
     freqs = np.sqrt(np.clip(vals, 0.0, None)) / (2 * np.pi)
-    keep = np.arange(len(vals)) >= n_rigid
-    keep &= freqs >= f_floor
+    # Rigid modes are told apart by frequency, not by count: the solver may return
+    # one fewer of them than expected, and counting would then drop a real mode.
+    keep = freqs >= f_floor
     return freqs[keep], vecs[:, keep]

@@ -111,8 +111,9 @@ def resolve_material(material=None, appearance: dict | None = None):
                                       appearance.get("roughness", 0.5), appearance.get("transmission", 0.0),
                                       appearance.get("base_color", (0.8, 0.8, 0.8)))
         return get_material(name), f"guessed {name}: {reason}"
-    name, reason = guess_material(None)
-    return get_material(name), f"guessed {name}: the object has no acoustic or render material ({reason})"
+    name, _ = guess_material(None)
+    return get_material(name), (f"guessed {name}: the object has neither an acoustic nor a render material, "
+                                f"so this is only a default; please check")
 
 
 def impact(mesh, at, normal=None, *, material=None, appearance: dict | None = None, force: float = 20.0,

@@ -280,6 +280,7 @@ def hit_signature(audio: np.ndarray, sample_rate: float, *, window_s: float = 1.
     p = np.where(counts > 0, (csum[idx[1:]] - csum[idx[:-1]]) / np.maximum(counts, 1), spec[idx[:-1]])
     # Smooth over 1/40 octave: tames the noise's bin-to-bin scatter and the fine
     # ripple a room imprints on a broad (well-damped) mode.
+    raw = p
     p = uniform_filter1d(p, 15)
     level = 10 * np.log10(p + 1e-30)
     # Floor: the 20th percentile over 2/3 octave, computed on blocks of 8 bins. A
@@ -295,6 +296,18 @@ def hit_signature(audio: np.ndarray, sample_rate: float, *, window_s: float = 1.
     # the room's ripple, not modes of their own.
     peaks, _ = find_peaks(height, height=threshold_db, prominence=prominence_db,
                           distance=15)  # >= 1/40 octave apart
+    # A mode is a local peak of the spectrum itself, not only of its height above the
+    # floor estimate (which has broad humps where two strong modes' skirts meet):
+    # it must stand 3 dB above the spectrum 1/12 octave away on both sides.
+    side = 50
+    lv = np.pad(level, side, mode="edge")
+    contrast = level[peaks] - np.maximum(lv[peaks], lv[peaks + 2 * side])
+    peaks = peaks[contrast >= 3.0]
+    # Smoothing flattens a narrow peak into a plateau whose higher edge find_peaks
+    # may pick; the unsmoothed spectrum within the plateau gives the frequency.
+    offs = np.arange(-7, 8)
+    win = np.clip(peaks[:, None] + offs[None, :], 0, len(raw) - 1)
+    peaks = win[np.arange(len(peaks)), np.argmax(raw[win], axis=1)] if len(peaks) else peaks
     fc = np.sqrt(edges[:-1] * edges[1:])
     order = np.argsort(-height[peaks])[:max_peaks]
     peaks = peaks[order]

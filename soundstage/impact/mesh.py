@@ -191,7 +191,9 @@ def prepare_mesh(mesh, max_faces: int = MAX_FACES, shell_thickness: float = SHEL
     closed = is_closed_cycle(m.faces)
     solid = False
     if closed:
-        vol = float(m.volume)
+        tri = np.asarray(m.triangles)
+        # Signed volume by the divergence theorem (trimesh's own warns on zero volume).
+        vol = float(np.einsum("ij,ij->i", tri[:, 0], np.cross(tri[:, 1], tri[:, 2])).sum() / 6.0)
         if vol < 0:
             m.invert()
             vol = -vol

@@ -39,7 +39,7 @@ from soundstage.impact.mesh import MAX_FACES, SHELL_THICKNESS, prepare_mesh
 from soundstage.impact.voxel import CELL_BUDGET, VoxelGrid, voxelize
 
 #: Bump when the numerical method changes, so old cache files are not reused.
-MODEL_VERSION = 3
+MODEL_VERSION = 4
 #: Elastic modes computed by default.
 N_MODES = 64
 #: Modes above this frequency (Hz) are dropped.
@@ -347,6 +347,15 @@ def _solve(mesh, material: Material, budget, n_modes, f_max, shell_thickness, ma
     )
     m = model.modes_at(pts)
     model.surface_modes = np.einsum("pik,pi->pk", m, normals.astype(np.float32)).astype(np.float32)
+    # Mean wall thickness 2V/A (exact for a thin closed wall; a solid cube gives a/3).
+    wall = 2 * grid.volume() / prep.mesh.area if prep.solid else prep.shell_thickness
+    model.info["wall_mm"] = round(1000 * wall, 3)
+    # Walls lined up with the grid are exact whatever their thickness (whole cells);
+    # walls that cut across it are only as good as the cells are small.
+    if np.mean(grid.full) < 0.3 and np.max(grid.spacing) > 1.5 * wall:
+        model.info["notes"] = list(model.info["notes"]) + [
+            f"walls (~{1000 * wall:.2g} mm) are thinner than the grid cells ({1000 * np.max(grid.spacing):.2g} mm): "
+            f"curved thin walls may come out too stiff (frequencies high by 10-50 %); raise the budget"]
     return model
 
 
