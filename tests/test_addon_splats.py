@@ -216,28 +216,34 @@ def _transformed_room(room_ply, yaw_deg=30.0, scale=2.0, offset=(10.0, -4.0, 1.0
     path, scene = room_ply
     obj = _import(path)
     obj.rotation_euler = (0.0, 0.0, math.radians(yaw_deg))
-    obj.scale = (scale,) * 3
+    obj.scale = scale if isinstance(scale, tuple) else (scale,) * 3
     obj.location = offset
     bpy.context.view_layer.update()
     return obj, np.array(obj.matrix_world)
 
 
-def test_raycast_hits_the_transformed_wall_and_caches_the_index(sb, room_ply):
-    obj, m = _transformed_room(room_ply)
-    # From the room's centre (1.5 m up) towards the +x wall, in the capture's frame, then to world.
-    o_local, d_local = np.array([0.0, 0.3, 1.5]), np.array([1.0, 0.1, 0.05])
+def test_raycast_hits_the_transformed_wall_and_caches_the_index(sb, tmp_path):
+    # Walls turned 25 degrees inside the capture and a non-uniform object scale: the world normal
+    # then differs from the naively transformed one, and the distance is stretched unevenly.
+    scene = splats_engine.make_synthetic_room(density=100, yaw_deg=25.0, outlier_fraction=0.0, seed=2)
+    splats_engine.write_ply(tmp_path / "yawed.ply", scene.splats)
+    obj, m = _transformed_room((tmp_path / "yawed.ply", scene), scale=(2.0, 1.0, 1.5))
+    yaw = scene.rotation  # capture-from-room rotation
+    o_local = yaw @ [0.0, 0.3, 1.5]
+    d_local = yaw @ [1.0, 0.1, 0.05]
     o_world = m[:3, :3] @ o_local + m[:3, 3]
     d_world = m[:3, :3] @ d_local
     hit = sb.bridge.raycast_splats(obj, o_world, d_world)
     local = np.linalg.solve(m[:3, :3], hit["point"] - m[:3, 3])
-    assert local[0] == pytest.approx(3.0, abs=0.02)  # the wall x = 3 of the capture
-    wall_normal = m[:3, :3] @ np.array([-1.0, 0, 0])
-    wall_normal /= np.linalg.norm(wall_normal)
+    assert (yaw.T @ local)[0] == pytest.approx(3.0, abs=0.02)  # the room's wall x = 3
+    # The wall's world normal from first principles: across two of its transformed tangents, facing the ray.
+    wall_normal = np.cross(m[:3, :3] @ yaw[:, 1], m[:3, :3] @ yaw[:, 2])
+    wall_normal *= -np.sign(wall_normal @ d_world) / np.linalg.norm(wall_normal)
     assert np.degrees(np.arccos(np.clip(hit["normal"] @ wall_normal, -1, 1))) < 5.0
     assert hit["distance"] == pytest.approx(np.linalg.norm(hit["point"] - o_world))
-    # In world units: 2x the local distance (scale 2).
-    t_local = (3.0 - o_local[0]) / (d_local[0] / np.linalg.norm(d_local))
-    assert hit["distance"] == pytest.approx(2.0 * t_local, abs=0.05)
+    # In world units: the local path to the wall, stretched by the object's matrix.
+    t_local = (3.0 - (yaw.T @ o_local)[0]) / (yaw.T @ d_local)[0]
+    assert hit["distance"] == pytest.approx(np.linalg.norm(m[:3, :3] @ (t_local * d_local)), abs=0.05)
     first = sb.bridge._RAYCASTERS[obj.name][1]
     sb.bridge.raycast_splats(obj, o_world, d_world)
     assert sb.bridge._RAYCASTERS[obj.name][1] is first  # same data: the index is reused
@@ -246,7 +252,8 @@ def test_raycast_hits_the_transformed_wall_and_caches_the_index(sb, room_ply):
 
     bm = bmesh.new()
     bm.from_mesh(obj.data)
-    bmesh.ops.delete(bm, geom=[v for v in bm.verts if v.co.x > 2.9], context="VERTS")
+    wall = yaw[:, 0]
+    bmesh.ops.delete(bm, geom=[v for v in bm.verts if np.dot(v.co, wall) > 2.9], context="VERTS")
     bm.to_mesh(obj.data)
     bm.free()
     again = sb.bridge.raycast_splats(obj, o_world, d_world)
