@@ -484,8 +484,9 @@ def test_bake_in_a_room_fitted_to_splats(sb, ss, ss_scene, room_ply):
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        session = ss.pipeline.bake_scene(scene, out_dir=Path(tmp) / "room")
-        room_track, rate = sf.read(str(session.tracks[0].final))
+        scene.soundstage.output_dir = str(Path(tmp) / "room")
+        assert bpy.ops.soundstage.bake() == {"FINISHED"}  # the Bake button, as a script runs it
+        room_track, rate = sf.read(str(Path(tmp) / "room" / "Scene_Camera_binaural.wav"))
         scene.soundstage.use_room = False
         free = ss.pipeline.bake_scene(scene, out_dir=Path(tmp) / "free")
         free_track, _ = sf.read(str(free.tracks[0].final))
