@@ -6,10 +6,10 @@ and JSON-ready values. Where the engine imports in Blender's own Python (the
 they run in-process; in real Blender, whose Python has NumPy but no SciPy,
 they run in the engine's environment as a one-shot process::
 
-    python bridge/splat_engine.py REQUEST.json
+    python -c "import sys; from bridge.splat_engine import main; sys.exit(main(sys.argv[1:]))" REQUEST.json
 
-with ``PYTHONPATH`` set to the extension root (so the add-on's own copy of
-``soundstage`` is used). ``REQUEST.json`` is ``{"op": name, "kwargs": {...},
+with ``PYTHONPATH`` set to the extension root (so this module and the
+add-on's own copy of ``soundstage`` are found first). ``REQUEST.json`` is ``{"op": name, "kwargs": {...},
 "arrays": "in.npz" or null, "out": "out.npz"}``; the result is written to
 ``out`` as an ``.npz`` holding the result's arrays plus ``__json__``, the
 rest of the result as a JSON string (no pickles either way). A user error

@@ -85,10 +85,16 @@ def engine_module():
 
 def _worker_env() -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "PYTHONPATH")}
-    # The engine shipped beside the add-on first, as for bakes (bridge.runner).
-    if (runner.EXT_ROOT / "soundstage" / "splats" / "__init__.py").is_file():
-        env["PYTHONPATH"] = str(runner.EXT_ROOT)
+    # The extension root: ``bridge.splat_engine`` and the engine shipped beside the add-on
+    # (used first, as for bakes: bridge.runner).
+    env["PYTHONPATH"] = str(runner.EXT_ROOT)
     return env
+
+
+#: The worker's command line after the interpreter. Imported as ``bridge.splat_engine`` (not run as
+#: a file, which would put ``bridge/`` itself first on the module path, where its modules could
+#: shadow other top-level names).
+_WORKER_ARGS = ["-c", "import sys; from bridge.splat_engine import main; sys.exit(main(sys.argv[1:]))"]
 
 
 def call_engine(op: str, arrays: dict | None = None, *, mode: str = "auto", python: str = "", **kwargs) -> dict:
@@ -131,10 +137,9 @@ def call_engine(op: str, arrays: dict | None = None, *, mode: str = "auto", pyth
             np.savez(req["arrays"], **{k: np.asarray(v) for k, v in arrays.items()})
         req_path = Path(tmp) / "request.json"
         req_path.write_text(json.dumps(req), encoding="utf-8")
-        script = Path(splat_engine.__file__).resolve()
         try:
-            proc = subprocess.run([str(py), str(script), str(req_path)], env=_worker_env(), capture_output=True,
-                                  text=True, encoding="utf-8", errors="replace")
+            proc = subprocess.run([str(py), *_WORKER_ARGS, str(req_path)], env=_worker_env(), cwd=tmp,
+                                  capture_output=True, text=True, encoding="utf-8", errors="replace")
         except OSError as e:
             raise BridgeError(f"cannot start the engine with {py} ({e.strerror or e}); "
                               "fix Engine Python in the Soundstage add-on preferences") from None
