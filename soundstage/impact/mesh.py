@@ -77,12 +77,15 @@ class PreparedMesh:
     shell_thickness : float
     notes : list of str
         What was done to the input, in words (shown to the user).
+    axes : ndarray, shape (3, 3) or None
+        Grid axes, filled in by the voxeliser on first use.
     """
 
     mesh: object
     solid: bool
     shell_thickness: float
     notes: list = field(default_factory=list)
+    axes: object = None
 
 
 def is_closed_cycle(faces: np.ndarray) -> bool:

@@ -23,6 +23,7 @@ path is tested against.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -108,7 +109,22 @@ def oriented_frame(mesh):
     import trimesh
 
     try:
-        T, _ = trimesh.bounds.oriented_bounds(mesh)
+        from scipy.spatial import ConvexHull
+
+        # trimesh's box search is quadratic in the hull size, and qhull itself is slow
+        # on thousands of co-circular points (a finely tessellated cylinder): a fixed
+        # random subset of the vertices and of the hull gives practically the same
+        # box in a fraction of the time. (The grid's extent still uses every vertex.)
+        rng = np.random.default_rng(0)
+        v = np.asarray(mesh.vertices)
+        if len(v) > 2000:
+            v = v[np.sort(rng.choice(len(v), 2000, replace=False))]
+        pts = v[ConvexHull(v, qhull_options="QJ").vertices]
+        if len(pts) > 500:
+            pts = pts[np.sort(rng.choice(len(pts), 500, replace=False))]
+        with warnings.catch_warnings():  # flat point sets: trimesh divides by a zero volume
+            warnings.simplefilter("ignore", RuntimeWarning)
+            T, _ = trimesh.bounds.oriented_bounds(pts)
         axes = np.asarray(T[:3, :3], dtype=float)
     except Exception:  # qhull fails on flat or degenerate point sets
         v = np.asarray(mesh.vertices) - np.asarray(mesh.vertices).mean(axis=0)
@@ -437,7 +453,9 @@ def voxelize(prepared, budget: int = CELL_BUDGET, name: str = "mesh") -> VoxelGr
         When no cell is filled (a degenerate or inside-out surface).
     """
     mesh = prepared.mesh
-    axes = oriented_frame(mesh)
+    axes = getattr(prepared, "axes", None)
+    if axes is None:
+        axes = prepared.axes = oriented_frame(mesh)  # kept: coarse and fine grids share it
     v = np.asarray(mesh.vertices) @ axes.T
     lo, hi = v.min(axis=0), v.max(axis=0)
     t = prepared.shell_thickness
