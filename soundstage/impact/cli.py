@@ -10,7 +10,6 @@ subclasses (the main command prints one line and exits 2).
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 

@@ -169,6 +169,7 @@ def impact(mesh, at, normal=None, *, material=None, appearance: dict | None = No
     model = modal_model(mesh, mat, budget=budget, cache=cache, name=name)
     t2 = time.perf_counter()
     point, face_normal, dist, _ = closest_surface_point(mesh, at)
+    t_snap = time.perf_counter() - t2
     size = float(np.linalg.norm(np.ptp(np.asarray(mesh.vertices), axis=0)))
     if dist > SNAP_TOLERANCE * size:
         raise ImpactError(f"{name}: hit position {at.round(4).tolist()} is {dist:.3g} m from the surface "
@@ -185,6 +186,7 @@ def impact(mesh, at, normal=None, *, material=None, appearance: dict | None = No
     t3 = time.perf_counter()
     info = dict(model.info)
     info.update(modes=int(model.n_modes), f1_hz=float(model.frequencies[0]), mass_kg=model.mass,
-                load_s=round(t1 - t0, 4), modal_s=round(t2 - t1, 4), synth_s=round(t3 - t2, 4))
+                load_s=round(t1 - t0, 4), modal_s=round(t2 - t1, 4), snap_s=round(t_snap, 4),
+                synth_s=round(t3 - t2 - t_snap, 4))
     return ImpactResult(audio, int(sample_rate), np.asarray(point), nrm, mat, reason,
                         contact_time(mat, force, striker), info)

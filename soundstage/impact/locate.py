@@ -44,7 +44,7 @@ from soundstage.impact.hit import appearance_from_file, resolve_material
 from soundstage.impact.materials import Material
 from soundstage.impact.mesh import load_mesh
 from soundstage.impact.modal import ModalModel, modal_model
-from soundstage.impact.synth import ModeSet, contact_time, half_sine_transform
+from soundstage.impact.synth import contact_time, half_sine_transform
 from soundstage.impact.voxel import CELL_BUDGET
 
 #: Analysis band, Hz.
