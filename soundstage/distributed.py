@@ -24,6 +24,7 @@ import contextlib
 import logging
 import os
 import tempfile
+import uuid
 from collections import OrderedDict
 from pathlib import Path
 
@@ -59,8 +60,11 @@ def connect(workers: int | None = None, scheduler: str | None = None):
         raise SoundstageError("Dask distributed is not installed; install 'distributed' or bake without --workers") \
             from None
     if scheduler:
+        import dask
+
         try:
-            client = Client(scheduler, timeout="10s")
+            # Dask's own setting (DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT), 30 s by default.
+            client = Client(scheduler, timeout=dask.config.get("distributed.comm.timeouts.connect"))
         except (OSError, TimeoutError) as err:
             raise SoundstageError(f"cannot reach the Dask scheduler at {scheduler} ({err}); check the address "
                                   "and that 'dask scheduler' is running") from None
@@ -180,14 +184,17 @@ def run_parts(client, job, job_id: str, parts, *, on_part, cancel=None, ship_fil
     # Sent once to every worker (wrapped in lists: Dask would scatter a dict's values one by one).
     doc_f = client.scatter([job_document(job)], broadcast=True, hash=False)[0]
     files_f = client.scatter([_files_to_ship(job)], broadcast=True, hash=False)[0] if ship_files else None
+    # Task keys are unique to this run: a scheduler may still be forgetting the
+    # tasks of an earlier, cancelled run of the same job.
+    run = uuid.uuid4().hex[:12]
     prep = {}
     for si in sorted({p.source for p in parts}):
-        prep[si] = client.submit(prepare_task, job_id, doc_f, files_f, si, key=f"soundstage-prepare-{job_id[:16]}-{si}",
+        prep[si] = client.submit(prepare_task, job_id, doc_f, files_f, si, key=f"soundstage-prepare-{run}-{si}",
                                  pure=False)
     futures = {}
     for p in parts:
-        f = client.submit(part_task, job_id, doc_f, files_f, p, prep[p.source], key=f"soundstage-part-{p.key[:32]}",
-                          pure=False)
+        f = client.submit(part_task, job_id, doc_f, files_f, p, prep[p.source],
+                          key=f"soundstage-part-{run}-{p.source}-{p.chunk}", pure=False)
         futures[f] = p
     pending = set(futures)
     try:
