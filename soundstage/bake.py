@@ -85,7 +85,8 @@ def _env(name: str) -> str | None:
     return v or None
 
 
-def resolve_options(resume=None, chunk_seconds=None, workers=None, scheduler=None, work_dir=None) -> dict:
+def resolve_options(resume=None, chunk_seconds=None, workers=None, scheduler=None, work_dir=None,
+                    only_chunks=None) -> dict:
     """Fill options not given from ``SOUNDSTAGE_*`` environment variables; check them.
 
     Raises
@@ -113,8 +114,18 @@ def resolve_options(resume=None, chunk_seconds=None, workers=None, scheduler=Non
         raise SoundstageError(f"workers must be 0 (bake in this process) or more, got {workers}")
     scheduler = scheduler or _env("SOUNDSTAGE_SCHEDULER")
     work_dir = work_dir or _env("SOUNDSTAGE_WORK_DIR")
+    if only_chunks is None and _env("SOUNDSTAGE_ONLY_CHUNKS"):
+        only_chunks = _env("SOUNDSTAGE_ONLY_CHUNKS")
+    if isinstance(only_chunks, str):
+        from soundstage.chunks import parse_chunk_list
+
+        try:
+            only_chunks = parse_chunk_list(only_chunks)
+        except ValueError as err:
+            raise SoundstageError(f"only chunks '{only_chunks}': {err}; give numbers such as 3, 0,2,5 or 2-4") \
+                from None
     return {"resume": bool(resume), "chunk_seconds": chunk_seconds, "workers": workers, "scheduler": scheduler,
-            "work_dir": work_dir}
+            "work_dir": work_dir, "only_chunks": None if only_chunks is None else sorted(set(only_chunks))}
 
 
 def _resolve_cache(cache):
@@ -131,7 +142,8 @@ def _resolve_cache(cache):
 
 # --------------------------------------------------------------------------- bake
 def bake(job, *, base_dir=None, out=None, fmt=None, progress=None, cancel=None, resume=None, chunk_seconds=None,
-         workers=None, scheduler=None, cache=None, work_dir=None, lock_timeout: float = 0.0) -> BakeResult:
+         workers=None, scheduler=None, cache=None, work_dir=None, lock_timeout: float = 0.0,
+         only_chunks=None) -> BakeResult:
     """Render ``job`` and write the WAV and its sidecar atomically.
 
     Parameters
@@ -167,10 +179,17 @@ def bake(job, *, base_dir=None, out=None, fmt=None, progress=None, cancel=None, 
         Where work folders go (default ``cache_root()/work``).
     lock_timeout : float
         Seconds to wait for another bake of the same target to finish.
+    only_chunks : list of int or str, optional
+        A render-farm chunk task (default ``$SOUNDSTAGE_ONLY_CHUNKS``): render
+        only these chunks (``[3]``, ``"0,2,5"``, ``"2-4"``) into the work folder
+        and write no track. Many such tasks may share one work folder (give
+        ``work_dir`` on shared storage); a final bake with ``resume=True`` then
+        assembles the track (docs/farm.md).
 
     Returns
     -------
     BakeResult
+        For ``only_chunks``: ``path`` is the work folder and ``info`` counts the parts.
 
     Raises
     ------
@@ -186,9 +205,11 @@ def bake(job, *, base_dir=None, out=None, fmt=None, progress=None, cancel=None, 
     t0 = time.perf_counter()
     report = progress or (lambda f, m: None)
     check = make_canceller(cancel)
-    opts = resolve_options(resume, chunk_seconds, workers, scheduler, work_dir)
+    opts = resolve_options(resume, chunk_seconds, workers, scheduler, work_dir, only_chunks)
     j = load_job(job, base_dir, out=out, fmt=fmt)
     target = Path(j.output.path)
+    if opts["only_chunks"] is not None:
+        return _bake_chunks(j, opts, cache, report, check, t0)
     check_writable(target)
     lock = target_lock(target).acquire(lock_timeout)
     try:
@@ -224,6 +245,28 @@ def bake(job, *, base_dir=None, out=None, fmt=None, progress=None, cancel=None, 
         lock.release()
     report(1.0, "done")
     return BakeResult(target, side, info)
+
+
+def _bake_chunks(j, opts, cache, report, check, t0) -> BakeResult:
+    """A chunk task: render some chunks' parts into a shared work folder, write no track."""
+    from soundstage.chunks import PartRenderer, job_digest, open_store, parse_chunk_list, plan_chunks, plan_parts
+
+    store_cache = _resolve_cache(cache)
+    renderer = PartRenderer(j, cache=store_cache)
+    ctx = renderer.ctx
+    chunks = plan_chunks(ctx.n_out, ctx.fs, opts["chunk_seconds"])
+    try:
+        wanted = parse_chunk_list(",".join(map(str, opts["only_chunks"])), len(chunks))
+    except ValueError as err:
+        raise SoundstageError(f"only chunks: {err}") from None
+    parts = [p for p in plan_parts(ctx, chunks) if p.chunk in wanted]
+    digest = job_digest(ctx)
+    store = open_store(ctx, Path(j.output.path), digest, chunks, opts["work_dir"], shared=True)
+    stats = _render_parts(renderer, parts, store, store_cache, dict(opts, resume=True), digest, report, check)
+    report(1.0, "done")
+    info = {"work_dir": str(store.path), "chunks_total": len(chunks), "only_chunks": wanted,
+            "chunks": dict(stats, count=len(chunks)), "wall_time_s": round(time.perf_counter() - t0, 3)}
+    return BakeResult(store.path, store.path / "manifest.json", info)
 
 
 def _render_parts(renderer, parts, store, cache, opts, digest, report, check) -> dict:

@@ -11,6 +11,7 @@ features this module's siblings implement: ``chunks``, ``cache``,
     --scheduler ADDR       bake on the Dask cluster whose scheduler is at ADDR
     --work-dir DIR         where work folders go (default: the cache's work/)
     --no-cache             neither read nor write the intermediate cache
+    --only-chunks LIST     render-farm chunk task: only these chunks, into --work-dir
 """
 
 from __future__ import annotations
@@ -64,7 +65,16 @@ def cmd_bake(args) -> int:
 
     res = bake(args.job, out=args.out, fmt=args.format, progress=_progress_printer(args.json_progress, args.quiet),
                resume=args.resume or None, chunk_seconds=args.chunk_seconds, workers=args.workers,
-               scheduler=args.scheduler, work_dir=args.work_dir, cache=False if args.no_cache else None)
+               scheduler=args.scheduler, work_dir=args.work_dir, cache=False if args.no_cache else None,
+               only_chunks=args.only_chunks)
+    if args.only_chunks is not None:
+        c = res.info["chunks"]
+        line = {"event": "done", "work_dir": str(res.path), "chunks": res.info["only_chunks"],
+                "rendered": c["rendered"], "reused": c["cached"] + c["resumed"]}
+        print(json.dumps(line) if args.json_progress else
+              f"rendered chunks {args.only_chunks} of {res.info['chunks_total']} into {res.path} "
+              f"({c['rendered']} parts rendered, {c['cached'] + c['resumed']} already there)", flush=True)
+        return 0
     if args.json_progress:
         print(json.dumps({"event": "done", "path": str(res.path), "sidecar": str(res.sidecar)}), flush=True)
     else:
@@ -94,6 +104,8 @@ def _extend_bake(sub) -> None:
     g.add_argument("--work-dir", metavar="DIR", help="where finished chunks wait for the final file "
                    "(default: the cache folder's work/)")
     g.add_argument("--no-cache", action="store_true", help="neither read nor write the intermediate cache")
+    g.add_argument("--only-chunks", metavar="LIST", help="render-farm chunk task: render only these chunks "
+                   "(3, 0,2,5 or 2-4) into --work-dir and write no track; a final --resume bake assembles it")
     bake_parser.set_defaults(func=cmd_bake)
 
 

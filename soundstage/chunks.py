@@ -94,6 +94,30 @@ def plan_chunks(n_out: int, fs: int, chunk_seconds: float | None = None) -> list
     return list(zip(edges[:-1], edges[1:]))
 
 
+def parse_chunk_list(text: str, n_chunks: int | None = None) -> list[int]:
+    """``"3"``, ``"0,2,5"``, ``"2-4"`` (inclusive) -> sorted chunk indices.
+
+    Raises
+    ------
+    ValueError
+        Not a list of chunk numbers, or (with ``n_chunks``) a number past the last chunk.
+    """
+    out = set()
+    for item in str(text).replace(" ", "").split(","):
+        if not item:
+            continue
+        a, sep, b = item.partition("-")
+        lo, hi = int(a), int(b) if sep else int(a)
+        if lo < 0 or hi < lo:
+            raise ValueError(f"bad chunk range '{item}'")
+        out.update(range(lo, hi + 1))
+    if not out:
+        raise ValueError("no chunk numbers")
+    if n_chunks is not None and max(out) >= n_chunks:
+        raise ValueError(f"chunk {max(out)} does not exist: the shot has {n_chunks} chunks (0-{n_chunks - 1})")
+    return sorted(out)
+
+
 def job_digest(ctx: RenderContext) -> str:
     """Hash of everything that determines the bake's audio (not where it is written)."""
     return stable_digest("job", ctx.scene_fingerprint(), [ctx.source_fingerprint(i) for i in range(len(ctx.job.sources))])
@@ -213,14 +237,20 @@ class WorkDir:
 
     resumable = True
 
-    def __init__(self, path: Path, manifest: dict):
+    #: With ``exclusive=False`` (chunk tasks of a render farm, each rendering
+    #: some chunks into a shared folder) there is no lock, nothing is cleared
+    #: and the folder is kept: the final bake (``resume``) assembles and removes it.
+
+    def __init__(self, path: Path, manifest: dict, exclusive: bool = True):
         from soundstage.cache import work_lock_path
         from soundstage.locks import FileLock
 
         self.path = Path(path)
+        self.exclusive = exclusive
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.lock = FileLock(work_lock_path(self.path), what=f"work folder '{self.path}'")
-        self.lock.acquire()
+        if exclusive:
+            self.lock.acquire()
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             from soundstage.audio_io import write_json
@@ -274,6 +304,8 @@ class WorkDir:
 
     def close(self, remove: bool) -> None:
         """Release the folder; remove it when the bake completed or left nothing to resume."""
+        if not self.exclusive:
+            return
         if remove or not self.finished_files():
             shutil.rmtree(self.path, ignore_errors=True)
         self.lock.release()
@@ -285,11 +317,13 @@ def work_folder(root: Path, target: Path, digest: str) -> Path:
     return Path(root) / f"{stem}-{digest[:20]}"
 
 
-def open_store(ctx: RenderContext, target: Path, digest: str, chunks, work_root=None):
+def open_store(ctx: RenderContext, target: Path, digest: str, chunks, work_root=None, shared: bool = False):
     """A ``WorkDir`` for this bake, or a ``MemoryStore`` when none can be used.
 
     ``work_root`` defaults to ``cache_root()/work``. A work folder in use by another
-    bake of the same content (its lock is held) is left to it.
+    bake of the same content (its lock is held) is left to it. ``shared``: a
+    chunk task's non-exclusive use (see ``WorkDir``); a folder that cannot be
+    used is then an error, since the parts would be lost.
     """
     from soundstage.cachedir import cache_root
     from soundstage.errors import SoundstageError
@@ -300,8 +334,15 @@ def open_store(ctx: RenderContext, target: Path, digest: str, chunks, work_root=
                 "frames": ctx.n_out, "sources": [s.name for s in ctx.job.sources],
                 "chunks": [list(c) for c in chunks], "engine_code": code_digest(), "created": time.time(),
                 "pid": os.getpid()}
+    folder = work_folder(root, target, digest)
+    if shared:
+        try:
+            return WorkDir(folder, manifest, exclusive=False)
+        except OSError as err:
+            raise SoundstageError(f"cannot use work folder '{folder}': {err.strerror or err}; "
+                                  "give a writable --work-dir") from None
     try:
-        return WorkDir(work_folder(root, target, digest), manifest)
+        return WorkDir(folder, manifest)
     except (OSError, LockedError, SoundstageError):
         return MemoryStore()
 
@@ -338,7 +379,7 @@ def assemble(ctx: RenderContext, chunks, parts: list[Part], store) -> tuple[np.n
     return out, levels
 
 
-__all__ = ["CHUNK_SECONDS", "Part", "plan_chunks", "plan_parts", "part_key", "job_digest", "PartRenderer",
+__all__ = ["CHUNK_SECONDS", "Part", "plan_chunks", "plan_parts", "parse_chunk_list", "part_key", "job_digest", "PartRenderer",
            "WorkDir", "MemoryStore", "open_store", "work_folder", "assemble", "job_document"]
 
 
