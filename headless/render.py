@@ -2,8 +2,10 @@
 
 Under Blender::
 
-    blender -b scene.blend -P headless/render.py -- [--out DIR] [--format F] [--frames A-B]
+    blender -b -Y scene.blend -P headless/render.py -- [--out DIR] [--format F] [--frames A-B]
         [--listener NAME] [--save] [--render-video] [--json-progress] [--engine-python PATH]
+        [--resume] [--chunk-seconds S] [--workers N] [--scheduler ADDR] [--work-dir DIR]
+        [--only-chunks LIST] [--enable-autoexec]
 
 Under plain Python with the bpy module installed (same code path)::
 
@@ -16,6 +18,14 @@ and stereo tracks on the Video Sequencer at the range's first frame, and with
 then renders the animation from each listener with its track muxed in
 (Blender's FFmpeg: H.264 + AAC in MP4). Exit status 0 on success, 2 with one
 line ``error: ...`` on stderr for bad input, 3 when interrupted.
+
+Scripts inside the .blend (registered text blocks, Python drivers) never run
+unless ``--enable-autoexec`` is given: the file is opened with auto-run off
+(under Blender, pass ``-Y``; a file Blender opened with auto-run on is reopened
+with it off before anything is baked). ``--resume``, ``--chunk-seconds``,
+``--workers``, ``--scheduler``, ``--work-dir`` and ``--only-chunks`` are handed
+to the engine (docs/farm.md); with ``--only-chunks`` the chunks go to the work
+folder and no track is written or placed.
 """
 
 from __future__ import annotations
@@ -88,7 +98,97 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", choices=["auto", "inprocess", "worker"], default="auto",
                    help="run the engine in this process or as a worker (default: auto)")
     p.add_argument("--engine-python", default="", help="the engine environment's python, for the worker")
+    p.add_argument("--enable-autoexec", action="store_true",
+                   help="let Python inside the .blend run (registered text blocks, drivers); only for files you trust")
+    g = p.add_argument_group("chunks, resume and render farms (docs/farm.md)")
+    g.add_argument("--resume", action="store_true", help="continue an interrupted bake from its finished chunks")
+    g.add_argument("--chunk-seconds", type=float, metavar="S", help="chunk length (default 20 s)")
+    g.add_argument("--workers", type=int, metavar="N", help="bake on a local Dask cluster of N worker processes")
+    g.add_argument("--scheduler", metavar="ADDR", help="bake on the Dask cluster whose scheduler is at ADDR")
+    g.add_argument("--work-dir", metavar="DIR", help="where finished chunks wait (shared storage on a farm)")
+    g.add_argument("--only-chunks", metavar="LIST",
+                   help="farm chunk task: render only these chunks (3, 0,2,5, 2-4) into --work-dir; no track")
     return p
+
+
+#: Engine options handed over through the environment (the engine may run in a worker process).
+ENGINE_ENV = {"resume": "SOUNDSTAGE_RESUME", "chunk_seconds": "SOUNDSTAGE_CHUNK_SECONDS",
+              "workers": "SOUNDSTAGE_WORKERS", "scheduler": "SOUNDSTAGE_SCHEDULER",
+              "work_dir": "SOUNDSTAGE_WORK_DIR", "only_chunks": "SOUNDSTAGE_ONLY_CHUNKS"}
+
+
+def export_engine_options(args) -> None:
+    """Put the chunk/resume/Dask options where the engine reads them (``soundstage.bake``)."""
+    for name, var in ENGINE_ENV.items():
+        value = getattr(args, name)
+        if value is None or value is False:
+            continue
+        if name == "work_dir":
+            value = str(Path(value).resolve())
+        os.environ[var] = "1" if value is True else str(value)
+
+
+def autorun_content() -> list[str]:
+    """What Blender's auto-run would execute in the loaded file: registered text blocks, Python drivers."""
+    import bpy
+
+    found = [f"text '{t.name}'" for t in bpy.data.texts if t.use_module]
+    for attr in dir(bpy.data):
+        coll = getattr(bpy.data, attr, None)
+        if not isinstance(coll, bpy.types.bpy_prop_collection):
+            continue
+        for idb in coll:
+            ad = getattr(idb, "animation_data", None)
+            for fc in (ad.drivers if ad is not None else ()):
+                d = fc.driver
+                if d.type == "SCRIPTED" and not d.is_simple_expression:
+                    found.append(f"driver on '{idb.name}'.{fc.data_path}")
+    return found
+
+
+def guard_autoexec(enable: bool, log) -> None:
+    """Under Blender: make sure no script in the .blend runs during the bake.
+
+    Blender itself opened the file (with auto-run as its preferences or ``-y``
+    say). If scripts were allowed and the file has some, reopen it with
+    auto-run off: registered text blocks already ran at load (pass ``-Y``),
+    but drivers will not run again while the bake evaluates the frames.
+    """
+    import bpy
+
+    if enable or bpy.app.autoexec_fail or not bpy.data.filepath:
+        return  # allowed on purpose, or Blender already blocked them
+    risky = autorun_content()
+    if not risky:
+        return
+    log(f"warning: Blender opened this file with auto-run scripts on ({', '.join(risky[:3])}); reopening it with "
+        "them off (run Blender with -Y, or pass --enable-autoexec for files you trust)")
+    bpy.ops.wm.open_mainfile(filepath=bpy.data.filepath, load_ui=False, use_scripts=False)
+
+
+def run_chunk_task(session, progress) -> None:
+    """Bake with ``--only-chunks``: the engine puts chunks in the work folder; nothing is placed."""
+    import time
+
+    session.start()
+    try:
+        try:
+            while session.poll() == "running":
+                progress(session.fraction, session.message)
+                time.sleep(0.05)
+        except KeyboardInterrupt:
+            session.cancel()
+            while session.poll() == "running":
+                time.sleep(0.05)
+    finally:
+        # No files to move and no strips to place: clean up as BakeSession.finish() would.
+        if session._runner is not None:
+            session._runner.join(timeout=10)
+        if session.staging is not None:
+            import shutil
+
+            shutil.rmtree(session.staging, ignore_errors=True)
+            session.staging = None
 
 
 class Progress:
@@ -245,7 +345,8 @@ def main(argv: list[str] | None = None) -> int:
         if not blend.is_file():
             return fail(f"scene file '{blend}' not found")
         try:
-            bpy.ops.wm.open_mainfile(filepath=str(blend.resolve()), load_ui=False)
+            # Scripts in the file run only when asked for (bpy's default follows the preferences).
+            bpy.ops.wm.open_mainfile(filepath=str(blend.resolve()), load_ui=False, use_scripts=args.enable_autoexec)
         except RuntimeError as e:
             return fail(f"cannot open '{blend}': {str(e).strip().splitlines()[-1]}")
     elif not bpy.data.filepath:
@@ -256,6 +357,10 @@ def main(argv: list[str] | None = None) -> int:
     progress = Progress(args.json_progress)
     log = (lambda m: progress.event(event="log", message=m)) if args.json_progress else \
         (lambda m: print(m, file=sys.stderr, flush=True))
+    if not plain:
+        guard_autoexec(args.enable_autoexec, log)
+        scene = bpy.context.scene
+    export_engine_options(args)
     out = str(Path(args.out).resolve()) if args.out else None
     pref_mode, pref_python = engine_preferences()
     mode = args.engine if args.engine != "auto" else pref_mode
@@ -265,6 +370,18 @@ def main(argv: list[str] | None = None) -> int:
         session.prepare()
         log(f"baking {len(session.tracks)} listener(s) of scene '{scene.name}' with the {session.runner_kind} "
             f"engine into {session.out_dir}")
+        if args.only_chunks:
+            run_chunk_task(session, progress)
+            if session.state == "error":
+                raise errors.BridgeError(session.error)
+            if session.state == "cancelled":
+                raise errors.BakeCancelled("chunk task cancelled; finished chunks stay in the work folder")
+            progress.close()
+            for t in session.tracks:
+                log(f"chunks {args.only_chunks} of '{t.listener}' are in {t.info.get('work_dir', '?')}")
+                progress.event(event="chunks", listener=t.listener, work_dir=t.info.get("work_dir"),
+                               chunks=t.info.get("only_chunks"))
+            return EXIT_OK
         session.run(progress=progress)
     except errors.BakeCancelled as e:
         progress.close()
