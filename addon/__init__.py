@@ -6,10 +6,10 @@ register -> unregister -> register is clean. Operators stay thin and call
 ``bridge``.
 """
 
-from . import operators, panels, prefs, properties, splats
+from . import impacts, operators, panels, prefs, properties, splats
 
-# splats after panels: its sidebar panel is a child of theirs.
-MODULES = (properties, prefs, operators, panels, splats)
+# splats and impacts after panels: their sidebar panels are children of theirs.
+MODULES = (properties, prefs, operators, panels, splats, impacts)
 
 
 def register():

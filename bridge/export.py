@@ -27,6 +27,7 @@ from pathlib import Path
 import bpy
 import numpy as np
 
+from . import impacts
 from . import materials as acoustic
 from .errors import BridgeError
 from .paths import sanitize
@@ -352,7 +353,8 @@ def frame_range(scene, frames: tuple[int, int] | None) -> tuple[int, int]:
 
 
 def export_scene(scene, *, fmt: str | None = None, frames: tuple[int, int] | None = None,
-                 listener: str | None = None, staging_dir: Path | None = None) -> Export:
+                 listener: str | None = None, staging_dir: Path | None = None,
+                 engine: tuple[str, str] | None = None) -> Export:
     """Build one job per listener camera of ``scene``.
 
     Parameters
@@ -366,7 +368,9 @@ def export_scene(scene, *, fmt: str | None = None, frames: tuple[int, int] | Non
     listener : str, optional
         Only the camera with this name.
     staging_dir : Path, optional
-        Where packed sounds are written out.
+        Where packed sounds and synthesised impact hits are written out.
+    engine : (mode, python), optional
+        How impact hits are synthesised (``bridge.impacts``; default: the add-on preferences).
 
     Returns
     -------
@@ -388,9 +392,10 @@ def export_scene(scene, *, fmt: str | None = None, frames: tuple[int, int] | Non
     cams = find_listeners(scene, listener)
     speakers, notes = find_sources(scene)
     warnings.extend(notes)
-    if not speakers:
+    hits = impacts.impact_objects(scene)
+    if not speakers and not hits:
         raise BridgeError(f"scene '{scene.name}' has no sound source: add a Speaker with a sound "
-                          "(Soundstage > Add Source)")
+                          "(Soundstage > Add Source) or an impact point (Soundstage > Impacts)")
     audio = {o.name: sound_file(o, staging_dir) for o in speakers}
     hrtfs = {}
     for c in cams:
@@ -404,7 +409,7 @@ def export_scene(scene, *, fmt: str | None = None, frames: tuple[int, int] | Non
         else:
             hrtfs[c.name] = "default"
 
-    track = sample_transforms(scene, cams + speakers, range(a, b + 1))
+    track = sample_transforms(scene, cams + speakers + hits, range(a, b + 1))
     original = scene.frame_current
     try:
         scene.frame_set(a)
@@ -422,6 +427,13 @@ def export_scene(scene, *, fmt: str | None = None, frames: tuple[int, int] | Non
             "gain_db": round(gain_db, 4),
             "start_frame": speaker_start_frame(o, scene.frame_start),
         })
+    # Impact points: each hit is synthesised (bridge.impacts) and baked like a speaker.
+    sources.extend(impacts.export_impacts(
+        scene, (a, b), track, staging_dir, warnings, sample_rate=int(getattr(settings, "sample_rate", 48000)),
+        fps=scene_fps(scene), mode=engine[0] if engine else None, python=engine[1] if engine else None))
+    if not sources:
+        raise BridgeError(f"scene '{scene.name}': nothing sounds in frames {a}-{b} (every impact point is "
+                          "outside the range); move the hits into the range or widen it")
     jobs = []
     for c in cams:
         job = {
