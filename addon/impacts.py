@@ -544,6 +544,7 @@ def unregister():
     for task, _scene in _pending:
         task.cancel()
     _pending.clear()
+    bridge.stop_servers()
     for owner, attr, _cls in reversed(_POINTERS):
         if hasattr(owner, attr):
             delattr(owner, attr)

@@ -7,8 +7,13 @@
   side by side with the slow one-mode-at-a-time reference.
 * Click-to-preview latency: ``impact(path, at)`` from a mesh file to a written WAV,
   warm (modal model cached) and cold (first click on an object).
+* ``--blender``: the same latency through Blender's click operator
+  (``soundstage.impact_click`` with the bpy module: ray cast, impact Empty, mesh
+  read, synthesis, binaural preview from the camera, WAV written), with the
+  engine in-process (bpy module in the engine's environment) and as the one-shot
+  worker real Blender uses.
 
-    .venv/bin/python benchmarks/bench_impact.py
+    .venv/bin/python benchmarks/bench_impact.py [--blender]
 """
 
 from __future__ import annotations
@@ -95,5 +100,63 @@ def main():
     return 0
 
 
+def blender_click_latency() -> int:
+    """Click-to-preview through the operator, first click (modal analysis) and cached, per engine mode."""
+    import importlib.util
+    import math
+
+    import bpy
+
+    spec = importlib.util.spec_from_file_location("ss_render", ROOT / "headless" / "render.py")
+    render = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(render)
+    ext = render.load_extension()
+    ext.register()
+    impacts = importlib.import_module(f"{ext.__name__}.bridge.impacts")
+    print(f"click-to-preview in Blender (bpy {bpy.app.version_string}), 10,000-triangle ceramic torus, "
+          "binaural preview from the camera:")
+    try:
+        for mode in ("inprocess", "worker"):
+            with tempfile.TemporaryDirectory() as d:
+                os.environ["SOUNDSTAGE_CACHE_DIR"] = str(Path(d) / "cache")
+                bpy.ops.wm.read_homefile(app_template="")
+                scene = bpy.context.scene
+                for o in list(scene.objects):
+                    if o.type != "CAMERA":
+                        bpy.data.objects.remove(o)
+                scene.camera.location = (0.0, -1.0, 0.0)
+                scene.camera.rotation_euler = (math.pi / 2, 0.0, 0.0)
+                bpy.ops.mesh.primitive_torus_add(major_radius=0.08, minor_radius=0.025, major_segments=100,
+                                                 minor_segments=50, location=(0.0, 0.0, 0.0))
+                torus = bpy.context.active_object
+                mat = bpy.data.materials.new("Porcelain")
+                torus.data.materials.append(mat)
+                scene.soundstage_impacts.preview_play = False
+                prefs = types_prefs(mode)
+                for label in ("first click (modal analysis)", "cached modes", "cached modes"):
+                    t = time.perf_counter()
+                    empty = impacts.create_impact(scene, impacts.raycast(scene, (0.0, -1.0, 0.0), (0.0, 1.0, 0.0)),
+                                                  frame=1)
+                    t_click = time.perf_counter() - t
+                    result = impacts.preview_task(empty, scene, mode=mode, python=prefs).wait()
+                    impacts.finish_preview(result, empty, play_sound=False)
+                    if mode == "worker" and label.startswith("first"):
+                        label += " + worker start"
+                    dt = time.perf_counter() - t
+                    hit = result["hits"][0]
+                    print(f"  {mode:9s} {label:30s} {1000 * dt:7.0f} ms  (ray cast + Empty {1000 * t_click:.0f} ms, "
+                          f"engine step {1000 * hit['seconds']:.0f} ms, {hit['modes']} modes, cache {hit['cache']})")
+    finally:
+        ext.unregister()
+    return 0
+
+
+def types_prefs(mode: str) -> str:
+    """The engine Python for the worker mode (this interpreter), empty otherwise."""
+    return sys.executable if mode == "worker" else ""
+
+
 if __name__ == "__main__":
+    if "--blender" in sys.argv[1:]:
+        sys.exit(blender_click_latency())
     sys.exit(main())

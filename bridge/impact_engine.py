@@ -9,7 +9,10 @@ engine's environment as a one-shot process::
     python -c "import sys; from bridge.impact_engine import main; sys.exit(main(sys.argv[1:]))" REQUEST.json
 
 with ``PYTHONPATH`` set to the extension root, exactly like
-``bridge.splat_engine`` (same request and ``.npz`` result files, no pickles).
+``bridge.splat_engine`` (same request and ``.npz`` result files, no pickles),
+or as a long-lived worker (``serve``: one request per line on stdin), which is
+what the add-on keeps running so that a click does not pay the engine's
+start-up every time.
 
 Operations
 ----------
@@ -40,7 +43,7 @@ import numpy as np
 
 from .splat_engine import load_result, save_result  # same file format as the splat worker
 
-__all__ = ["run", "main", "save_result", "load_result", "split_pose", "splat_patch"]
+__all__ = ["run", "main", "serve", "handle", "save_result", "load_result", "split_pose", "splat_patch"]
 
 #: Gaussians fainter than this are left out of a splat patch (floaters, haze).
 PATCH_MIN_OPACITY = 0.5
@@ -372,9 +375,9 @@ def run(op: str, arrays: dict | None, kwargs: dict) -> dict:
     return OPS[op](arrays or {}, **kwargs)
 
 
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    with open(argv[0], encoding="utf-8") as fh:
+def handle(request_path: str) -> int:
+    """Run the request in ``request_path`` and write its result file; 0 done, 2 user error (in the file)."""
+    with open(request_path, encoding="utf-8") as fh:
         req = json.load(fh)
     from soundstage.errors import SoundstageError
 
@@ -385,9 +388,47 @@ def main(argv=None) -> int:
     try:
         result = run(req["op"], arrays, req.get("kwargs") or {})
     except SoundstageError as e:
-        save_result(req["out"], {"error": str(e).splitlines()[0] if str(e) else type(e).__name__})
+        save_result(req["out"], {"error": _first_line(e)})
         return 2
     save_result(req["out"], result)
+    return 0
+
+
+def main(argv=None) -> int:
+    """One-shot: ``main([REQUEST.json])`` runs one request."""
+    argv = sys.argv[1:] if argv is None else argv
+    return handle(argv[0])
+
+
+def serve(stdin=None, stdout=None) -> int:
+    """A long-lived worker: one request per line ``<id> <REQUEST.json>`` on stdin, one reply per line on stdout.
+
+    The reply is ``{"id": id, "status": 0 | 2 | 1, "message": ...}`` (1: a bug,
+    whose traceback goes to stderr). Ends when stdin closes (Blender quit or the
+    add-on stopped it). Keeping the process saves its start-up (SciPy, trimesh
+    and the HRTF: about 2 s) on every click after the first.
+    """
+    import traceback
+
+    stdin = stdin or sys.stdin
+    saved = sys.stdout
+    out = stdout or saved
+    sys.stdout = sys.stderr  # anything the engine prints must not corrupt the protocol
+    try:
+        for line in stdin:
+            line = line.strip()
+            if not line:
+                continue
+            rid, _, path = line.partition(" ")
+            try:
+                reply = {"id": rid, "status": handle(path)}
+            except Exception as e:  # a bug: keep serving, report one line
+                traceback.print_exc()
+                reply = {"id": rid, "status": 1, "message": _first_line(e)}
+            out.write(json.dumps(reply) + "\n")
+            out.flush()
+    finally:
+        sys.stdout = saved
     return 0
 
 

@@ -518,7 +518,7 @@ def _worker_env() -> dict:
     return env
 
 
-_WORKER_ARGS = ["-c", "import sys; from bridge.impact_engine import main; sys.exit(main(sys.argv[1:]))"]
+_SERVE_ARGS = ["-c", "import sys; from bridge.impact_engine import serve; sys.exit(serve())"]
 
 
 def _one_line(e: BaseException) -> str:
@@ -526,8 +526,102 @@ def _one_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
+class WorkerServer:
+    """A long-lived ``bridge.impact_engine.serve`` process in the engine's environment.
+
+    Requests run one after the other; each gets an id, and its reply line
+    (``{"id", "status", "message"}``) is picked up by a reader thread. One
+    server per engine Python is kept (``server``) and stopped by ``stop_servers``
+    (add-on unregister) or when Blender quits (its stdin closes).
+    """
+
+    def __init__(self, python: Path):
+        self.python = python
+        self._lock = threading.Lock()
+        self._replies: dict = {}
+        self._next = 0
+        self._stderr: list[str] = []
+        try:
+            self.proc = subprocess.Popen([str(python), *_SERVE_ARGS], env=_worker_env(), cwd=tempfile.gettempdir(),
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         text=True, encoding="utf-8", errors="replace", bufsize=1)
+        except OSError as e:
+            raise BridgeError(f"cannot start the engine with {python} ({e.strerror or e}); "
+                              "fix Engine Python in the Soundstage add-on preferences") from None
+        threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=self._read_err, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            try:
+                reply = json.loads(line)
+            except ValueError:
+                continue
+            with self._lock:
+                self._replies[str(reply.get("id"))] = reply
+
+    def _read_err(self) -> None:
+        for line in self.proc.stderr:
+            self._stderr = (self._stderr + [line.rstrip()])[-20:]
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def submit(self, request_path: Path) -> str:
+        with self._lock:
+            self._next += 1
+            rid = str(self._next)
+        try:
+            self.proc.stdin.write(f"{rid} {request_path}\n")
+            self.proc.stdin.flush()
+        except (OSError, ValueError):
+            raise BridgeError(f"the engine worker ({self.python}) has stopped: {self.stderr_tail()}") from None
+        return rid
+
+    def reply(self, rid: str):
+        """The reply for ``rid``, or None while it runs (``BridgeError`` if the worker died)."""
+        with self._lock:
+            r = self._replies.pop(rid, None)
+        if r is None and not self.alive():
+            with self._lock:  # the reader may have just stored it
+                r = self._replies.pop(rid, None)
+            if r is None:
+                raise BridgeError(f"the engine worker stopped (exit status {self.proc.returncode}): "
+                                  f"{self.stderr_tail()}")
+        return r
+
+    def stderr_tail(self) -> str:
+        return next((ln for ln in reversed(self._stderr) if ln.strip()), "")
+
+    def stop(self) -> None:
+        if self.alive():
+            try:
+                self.proc.stdin.close()  # the server ends at the end of its input
+                self.proc.wait(timeout=5)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+
+
+_servers: dict = {}
+
+
+def server(python: str = "") -> WorkerServer:
+    """The running engine worker for the engine Python ``python`` resolves to (started when needed)."""
+    py = runner.find_engine_python(python)
+    s = _servers.get(str(py))
+    if s is None or not s.alive():
+        s = _servers[str(py)] = WorkerServer(py)
+    return s
+
+
+def stop_servers() -> None:
+    for s in _servers.values():
+        s.stop()
+    _servers.clear()
+
+
 class EngineTask:
-    """One ``bridge.impact_engine`` operation, running in a thread of this process or in a worker.
+    """One ``bridge.impact_engine`` operation, in a thread of this process or in the engine worker.
 
     ``poll()`` never blocks: None while running, else the result (or raises
     ``BridgeError``). ``wait()`` blocks. Used blocking by bakes and scripts, and
@@ -541,7 +635,7 @@ class EngineTask:
         self._result = None
         self._error: str | None = None
         self._done = threading.Event()
-        self._proc = None
+        self._server = None
         self._tmp = None
         inprocess = mode == "inprocess" or (mode == "auto" and engine_importable())
         if inprocess:
@@ -573,7 +667,7 @@ class EngineTask:
         self._done.set()
 
     def _start_worker(self, arrays, python: str) -> None:
-        py = runner.find_engine_python(python)
+        self._server = server(python)
         self._tmp = tempfile.TemporaryDirectory(prefix="soundstage-impact-")
         tmp = Path(self._tmp.name)
         req = {"op": self.op, "kwargs": self.kwargs, "arrays": None, "out": str(tmp / "out.npz")}
@@ -582,35 +676,39 @@ class EngineTask:
             np.savez(req["arrays"], **{k: np.asarray(v) for k, v in arrays.items()})
         (tmp / "request.json").write_text(json.dumps(req), encoding="utf-8")
         try:
-            self._proc = subprocess.Popen([str(py), *_WORKER_ARGS, str(tmp / "request.json")], env=_worker_env(),
-                                          cwd=str(tmp), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                          text=True, encoding="utf-8", errors="replace")
-        except OSError as e:
+            self._rid = self._server.submit(tmp / "request.json")
+        except BridgeError:
             self._tmp.cleanup()
-            raise BridgeError(f"cannot start the engine with {py} ({e.strerror or e}); "
-                              "fix Engine Python in the Soundstage add-on preferences") from None
+            raise
 
-    def _collect_worker(self) -> None:
-        _out, err = self._proc.communicate()
-        out = Path(self._tmp.name) / "out.npz"
+    def _check_worker(self) -> None:
         try:
-            if self._proc.returncode not in (0, 2) or not out.is_file():
-                tail = next((ln for ln in reversed((err or "").splitlines()) if ln.strip()), "")
-                self._error = f"the engine worker stopped (exit status {self._proc.returncode}) during '{self.op}': {tail}"
-            else:
-                result = impact_engine.load_result(str(out))
-                if "error" in result:
-                    self._error = str(result["error"])
+            reply = self._server.reply(self._rid)
+        except BridgeError as e:
+            self._error = f"{e} (during '{self.op}')"
+            reply = {}
+        if reply is None:
+            return
+        try:
+            if self._error is None:
+                out = Path(self._tmp.name) / "out.npz"
+                if reply.get("status") == 1 or not out.is_file():
+                    self._error = (f"the impact engine failed during '{self.op}': "
+                                   f"{reply.get('message') or self._server.stderr_tail()}")
                 else:
-                    self._result = result
+                    result = impact_engine.load_result(str(out))
+                    if "error" in result:
+                        self._error = str(result["error"])
+                    else:
+                        self._result = result
         finally:
             self._tmp.cleanup()
             self._done.set()
 
     def poll(self):
         """None while running; the result when done (``BridgeError`` when it failed)."""
-        if self._proc is not None and not self._done.is_set() and self._proc.poll() is not None:
-            self._collect_worker()
+        if self._server is not None and not self._done.is_set():
+            self._check_worker()
         if not self._done.is_set():
             return None
         if self._error is not None:
@@ -618,14 +716,23 @@ class EngineTask:
         return self._result
 
     def wait(self):
-        if self._proc is not None and not self._done.is_set():
-            self._collect_worker()
+        import time
+
+        while self._server is not None and not self._done.is_set():
+            self._check_worker()
+            if not self._done.is_set():
+                time.sleep(0.01)
         self._done.wait()
         return self.poll()
 
     def cancel(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
+        """Stop a worker computation (the worker is restarted for the next request)."""
+        if self._server is not None and not self._done.is_set():
+            self._server.proc.kill()
+            self._server.proc.wait()  # reaped, so the next request starts a new worker
+            self._error = "cancelled"
+            self._tmp.cleanup()
+            self._done.set()
 
 
 def call_engine(op: str, arrays: dict | None = None, *, mode: str = "auto", python: str = "", **kwargs) -> dict:

@@ -391,6 +391,17 @@ def test_worker_synthesises_the_same_hit_as_in_process(bi, ss):
     with pytest.raises(ss.errors.BridgeError, match="impact 'Impact.Block' on 'Block'.*from the surface"):
         bad = dict(req, point=[-1.0, 1.0, 0.0])
         bi.bridge.call_engine("synth", arrays, mode="worker", hits=[bad], budget=BUDGET)
+    # One worker serves every request (no start-up per click), survives a user error,
+    # and a cancelled request (the worker is stopped) starts a new one.
+    first = bi.bridge.server("")
+    assert first.alive() and bi.bridge.call_engine("synth", arrays, mode="worker", **kw)["hits"][0]["modes"] > 0
+    assert bi.bridge.server("") is first
+    task = bi.bridge.EngineTask("synth", arrays, kw, mode="worker", background=True)
+    task.cancel()
+    with pytest.raises(ss.errors.BridgeError, match="cancelled"):
+        task.wait()
+    again = bi.bridge.call_engine("synth", arrays, mode="worker", **kw)
+    assert bi.bridge.server("") is not first and again["hits"][0]["modes"] == here["hits"][0]["modes"]
 
 
 def test_background_preview_is_played_by_the_timer(bi):
