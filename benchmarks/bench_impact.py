@@ -141,7 +141,7 @@ def blender_click_latency() -> int:
                     result = impacts.preview_task(empty, scene, mode=mode, python=prefs).wait()
                     impacts.finish_preview(result, empty, play_sound=False)
                     if mode == "worker" and label.startswith("first"):
-                        label += " + worker start"
+                        label = "first click + worker start"
                     dt = time.perf_counter() - t
                     hit = result["hits"][0]
                     print(f"  {mode:9s} {label:30s} {1000 * dt:7.0f} ms  (ray cast + Empty {1000 * t_click:.0f} ms, "

@@ -23,8 +23,9 @@ staging folder and adds it to the job as a source at the Empty's position
 rendered through the room, the HRTF and the moving listener like any source.
 
 The engine work runs through ``bridge.impact_engine``: in this process when the
-engine imports here, otherwise in the engine's environment as a one-shot worker
-(real Blender's Python has no SciPy), like the splat tools.
+engine imports here, otherwise in the engine's environment (real Blender's
+Python has no SciPy), in one long-lived worker process (``WorkerServer``) so
+that a click does not pay the engine's start-up each time.
 
 Settings are read through RNA when the add-on's property groups are registered,
 and straight from the stored ID properties otherwise (``headless/render.py``
@@ -330,7 +331,13 @@ def raycast(scene, origin, direction, *, depsgraph=None, mode: str = "auto", pyt
     d = d / np.linalg.norm(d)
     depsgraph = depsgraph or bpy.context.evaluated_depsgraph_get()
     best = None
-    ok, loc, nrm, _index, obj, _m = scene.ray_cast(depsgraph, Vector(o.tolist()), Vector(d.tolist()))
+    start = o.copy()
+    for _ in range(16):
+        ok, loc, nrm, _index, obj, _m = scene.ray_cast(depsgraph, Vector(start.tolist()), Vector(d.tolist()))
+        if not ok or obj is None or not _is_room_proxy(getattr(obj, "original", obj)):
+            break
+        # A room fitted to splats stands in for walls the splats already show: look through it.
+        start = np.array(loc, np.float64) + 1e-4 * d
     if ok and obj is not None:
         p, n = np.array(loc, np.float64), np.array(nrm, np.float64)
         n /= max(np.linalg.norm(n), 1e-12)
@@ -345,6 +352,11 @@ def raycast(scene, origin, direction, *, depsgraph=None, mode: str = "auto", pyt
             best = {"point": np.asarray(hit["point"]), "normal": np.asarray(hit["normal"]),
                     "distance": hit["distance"], "object": scene.objects[hit["object"]], "kind": "splats"}
     return best
+
+
+def _is_room_proxy(obj) -> bool:
+    """A room made by the splat tools (``Room from Splats`` / ``Room from Outline``): not a thing to hit."""
+    return splat_bridge.ROOM_PROP in obj.keys()
 
 
 # --------------------------------------------------------------------------- impact points
@@ -925,10 +937,10 @@ def export_impacts(scene, frames: tuple[int, int], track: dict, staging_dir, war
 
 # --------------------------------------------------------------------------- locate
 def locate_candidates(scene, selected_only: bool = False) -> list:
-    """Meshes a hit may have come from: visible mesh objects with faces (not splats), by name."""
+    """Meshes a hit may have come from: visible mesh objects with faces (not splats or their room proxies), by name."""
     objs = []
     for o in scene.objects:
-        if o.type != "MESH" or splat_bridge.is_splat_object(o) or not o.visible_get():
+        if o.type != "MESH" or splat_bridge.is_splat_object(o) or _is_room_proxy(o) or not o.visible_get():
             continue
         if selected_only and not o.select_get():
             continue

@@ -318,6 +318,8 @@ def test_locate_ranks_the_struck_object_first_and_paints_it_hottest(bi, tmp_path
     objs = {"SteelBar": _box("SteelBar", (0.4, 0.04, 0.04), (-0.6, 2.0, 0.0), material="Steel", metallic=1.0),
             "OakBoard": _box("OakBoard", (0.5, 0.12, 0.02), (0.0, 2.0, 0.5), material="Oak"),
             "GlassBlock": _box("GlassBlock", (0.1, 0.1, 0.1), (0.6, 2.0, 0.0), material="Glass")}
+    # Analysed as evaluated (subdivided), painted on its 8 base vertices.
+    objs["GlassBlock"].modifiers.new("Subdivision", "SUBSURF").levels = 1
     # The recording: a hit on the oak board, rendered binaurally from the camera (preview path).
     e = _click((0.1, 0.0, 0.5), (0.0, 1.0, 0.0), force=15.0)
     e.soundstage_impact.seed = 7
@@ -365,6 +367,9 @@ def test_click_on_splats_makes_an_impact_on_the_capture(bi):
               "colors": np.tile([0.6, 0.6, 0.62], (n, 1))}
     obj = bi.splats.create_splat_object(arrays, "Capture", scene.collection)
     obj.location = (0.0, 2.0, 0.0)
+    # A room proxy fitted around the capture (as Room from Splats makes) is looked through.
+    room = _box("Capture Room", (1.0, 1.0, 1.0), (0.0, 2.0, 0.0))
+    room[bi.splats.ROOM_PROP] = json.dumps({"notes": []})
     bpy.context.view_layer.update()
     e = _click((0.0, 0.0, 0.0), (0.0, 1.0, 0.0))
     assert e.soundstage_impact.target == obj
