@@ -666,6 +666,10 @@ def _name(sofa: Any, path: Path, shown: str) -> str:
     return name or path.stem
 
 
+#: Plausible measurement rates of an HRIR set, Hz (anything else is a damaged file).
+MIN_SOFA_RATE, MAX_SOFA_RATE = 8000.0, 384000.0
+
+
 def _build(path: Path, shown: str, sample_rate: int) -> HRTF:
     sofa = _read_sofa(path, shown)
     convention = str(_get(sofa, "GLOBAL_SOFAConventions", "") or "unknown")
@@ -694,6 +698,11 @@ def _build(path: Path, shown: str, sample_rate: int) -> HRTF:
     if fs_in.size == 0 or not np.all(fs_in == fs_in[0]) or not fs_in[0] > 0:
         raise HRTFError(f"HRTF file '{shown}': Data.SamplingRate {fs_in.tolist()} is not one positive rate")
     fs_in = float(fs_in[0])
+    if not (np.isfinite(fs_in) and MIN_SOFA_RATE <= fs_in <= MAX_SOFA_RATE):
+        raise HRTFError(
+            f"HRTF file '{shown}': Data.SamplingRate {fs_in:g} Hz is outside "
+            f"{MIN_SOFA_RATE:g}-{MAX_SOFA_RATE:g} Hz; the file is damaged or not an HRIR set"
+        )
 
     # Directions in the listener frame.
     src = _positions(sofa, "SourcePosition", shown, m)

@@ -143,9 +143,7 @@ def test_load_hrtf_refuses_odd_contents_in_one_line(tmp_path, monkeypatch):
     assert not bad, "\n\n".join(bad[:5])
 
 
-@pytest.mark.xfail(strict=True, reason="found by this fuzz pass: soundstage/hrtf.py accepts any positive "
-                   "Data.SamplingRate; inf raises OverflowError and 1 Hz makes soxr allocate without bound "
-                   "(MemoryError). Needs a finite-range check in hrtf._build (not this helper's file).")
+# Regression: found by this fuzz pass (inf raised OverflowError, 1 Hz made soxr allocate without bound).
 @pytest.mark.parametrize("rate", [1.0, np.inf])
 def test_sofa_sampling_rate_out_of_range_is_refused(tmp_path, monkeypatch, rate):
     import copy
