@@ -17,6 +17,7 @@ documents the data: impact Empties, keyed hits, materials).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import bpy
 from bpy.props import (BoolProperty, EnumProperty, FloatProperty, FloatVectorProperty, IntProperty,
@@ -478,7 +479,7 @@ def _draw_ranking(layout, s):
     except ValueError:
         return
     box = layout.box()
-    box.label(text=f"Located: {bridge.Path(r.get('file', '')).name}", icon="VIEWZOOM")
+    box.label(text=f"Located: {Path(r.get('file', '')).name}", icon="VIEWZOOM")
     for rank, o in enumerate(r.get("objects", [])[:3], 1):
         box.label(text=f"{rank}. {o['name']} ({o['material']}): {100 * o['probability']:.1f} %")
     for note in r.get("notes", []):

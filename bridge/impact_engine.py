@@ -210,7 +210,8 @@ def op_synth(arrays: dict, *, hits: list, sample_rate: int = 48000, budget: int 
                      duration=float(hit.get("duration", 2.0)), seed=int(hit.get("seed", 0)), budget=int(budget),
                      cache=cache, name=name)
         audio = np.ascontiguousarray(res.audio, dtype=np.float32)
-        done = {"name": name, "material": res.material.name, "material_reason": res.material_reason,
+        done = {"name": name, "material": res.material.name,
+                "material_reason": hit.get("material_reason") or res.material_reason,
                 "notes": notes + [str(n) for n in res.info.get("notes", [])],
                 "point": (u @ res.point + t).tolist(), "peak_pa": float(np.max(np.abs(audio))) if len(audio) else 0.0,
                 "modes": int(res.info.get("modes", 0)), "f1_hz": float(res.info.get("f1_hz", 0.0)),

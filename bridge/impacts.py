@@ -481,8 +481,8 @@ def hit_request(empty, scene, depsgraph, index: int, arrays: dict, *, frame: int
     m_empty = _evaluated_pose(empty, depsgraph)
     normal = m_empty[:3, 2] / max(np.linalg.norm(m_empty[:3, 2]), 1e-12)
     material, reason = impact_material(empty)
-    req = {"name": f"impact '{empty.name}' on '{target.name}'", "matrix": _evaluated_pose(target, depsgraph).ravel().tolist(),
-           "point": m_empty[:3, 3].tolist(), "normal": normal.tolist(), "material": material,
+    req = {"name": f"impact '{empty.name}' on '{target.name}'",
+           "matrix": _evaluated_pose(target, depsgraph).ravel().tolist(), "point": m_empty[:3, 3].tolist(), "normal": normal.tolist(), "material": material,
            "material_reason": reason, "force": float(s["force"]),
            "duration": float(s["duration"] if duration is None else duration),
            "seed": int(s["seed"]) + seed_offset, "out": out, "frame": frame}
