@@ -120,7 +120,7 @@ class BakeSession:
         self.staging = paths.make_staging_dir(self.out_dir)
         try:
             ex = exporter.export_scene(scene, fmt=fmt, frames=self.frames, listener=self.listener,
-                                       staging_dir=self.staging)
+                                       staging_dir=self.staging, engine=(self.mode, self.python))
             self.warnings.extend(ex.warnings)
             self.frame_start = ex.frame_start
             for ej in ex.jobs:
