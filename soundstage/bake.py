@@ -307,7 +307,7 @@ def _render_parts(renderer, parts, store, cache, opts, digest, report, check) ->
         with connect(opts["workers"], opts["scheduler"]) as client:
             stats["workers"] = len(client.scheduler_info().get("workers", {}))
             run_parts(client, ctx.job, digest, todo, on_part=finished, cancel=check,
-                      ship_files=bool(opts["scheduler"]))
+                      ship_files=bool(opts["scheduler"]), use_cache=cache is not None)
         return stats
     # In this process, source by source, so each source's signal, images and tail are built once.
     for p in sorted(todo, key=lambda p: (p.source, p.chunk)):

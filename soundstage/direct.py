@@ -19,7 +19,7 @@ import numpy as np
 import scipy.fft as sfft
 from scipy.interpolate import CubicSpline
 
-from soundstage.dsp import fractional_read, raised_cosine_ramp, tv_convolve, tv_span
+from soundstage.dsp import FFT_THREADS, fractional_read, raised_cosine_ramp, tv_convolve, tv_span
 from soundstage.poses import PositionPath, RotationPath, find_cuts, segments
 
 #: Control rate of the direct path (direction, HRIR and gain updates), Hz.
@@ -193,7 +193,7 @@ def _hrir_spectra(hrirs, offset=0):
 
     def fn(k0, k1, nfft):
         if nfft not in cache:
-            cache[nfft] = sfft.rfft(hrirs, n=nfft, axis=-1, workers=-1).astype(np.complex64)
+            cache[nfft] = sfft.rfft(hrirs, n=nfft, axis=-1, workers=FFT_THREADS).astype(np.complex64)
         return cache[nfft][k0 - offset : k1 - offset, None, :]
 
     return fn

@@ -11,11 +11,26 @@ the tests hold it to.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import scipy.fft as sfft
 from scipy.signal import windows
 
 from soundstage.materials import BANDS
+
+
+def _fft_threads() -> int:
+    try:
+        return int(os.environ.get("SOUNDSTAGE_FFT_THREADS", "-1"))
+    except ValueError:
+        return -1
+
+
+#: Threads of the batched FFTs (-1: every CPU). Dask workers run with 1, so a
+#: worker is one core's work; the results do not depend on it (each transform
+#: is computed whole by one thread).
+FFT_THREADS = _fft_threads()
 
 #: Taps of the windowed-sinc interpolator used for fractional delays.
 SINC_TAPS = 16
@@ -235,9 +250,9 @@ def tv_convolve(
         w = np.clip(1.0 - np.abs(idx - centres[k0:k1, None]) / h, 0.0, None).astype(np.float32)
         valid = (idx >= x_start) & (idx < x_end)
         seg = np.where(valid, x[np.clip(idx - x_start, 0, max(len(x) - 1, 0))], 0.0).astype(np.float32) * w
-        X = sfft.rfft(seg, n=nfft, axis=-1, workers=-1)
+        X = sfft.rfft(seg, n=nfft, axis=-1, workers=FFT_THREADS)
         H = spectra_fn(k0, k1, nfft)
-        Y = sfft.irfft(H * X[:, None, :], n=nfft, axis=-1, workers=-1).astype(np.float32)
+        Y = sfft.irfft(H * X[:, None, :], n=nfft, axis=-1, workers=FFT_THREADS).astype(np.float32)
         for j in range(k1 - k0):
             a = starts[j] + shifts[k0 + j]
             b = a + nfft
