@@ -37,8 +37,9 @@ POLL_S = 0.2
 #: numpy buffer: the renderers then spend as long in page faults as in
 #: arithmetic (measured: a 30 s, 4-source bake 2.5x slower in a worker).
 #: One thread per worker everywhere (BLAS, OpenMP, our FFTs): a worker is a core.
-WORKER_ENVIRON = {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1,
-                  "SOUNDSTAGE_FFT_THREADS": 1}
+#: None removes a variable (Dask's convention for this setting).
+WORKER_ENVIRON = {"MALLOC_TRIM_THRESHOLD_": None, "OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1,
+                  "OPENBLAS_NUM_THREADS": 1, "SOUNDSTAGE_FFT_THREADS": 1}
 
 
 def default_workers() -> int:
@@ -85,7 +86,7 @@ def connect(workers: int | None = None, scheduler: str | None = None):
         raise SoundstageError(f"--workers must be at least 1, got {n}")
     import dask
 
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": WORKER_ENVIRON}):
+    with dask.config.set({f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_ENVIRON.items()}):
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
                                silence_logs=logging.ERROR)
     client = Client(cluster)
