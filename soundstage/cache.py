@@ -331,9 +331,16 @@ class Cache:
         return n, b
 
     def sweep_work(self, max_age: float = WORK_MAX_AGE_S) -> list[Path]:
-        """Remove abandoned work folders untouched for ``max_age`` seconds (and not locked)."""
+        """Remove abandoned work folders untouched for ``max_age`` seconds (and not locked).
+
+        Also sweeps the temporary files that writers killed mid-write left in
+        the cache's folders (``locks.sweep_stale_temps``).
+        """
         removed = []
         now = time.time()
+        for d in _scan(self.root):
+            if d.is_dir(follow_symlinks=False):
+                removed += sweep_stale_temps(d.path)
         for _, p, _, mtime in self._entries({"work"}):
             if now - mtime >= max_age and not is_locked(work_lock_path(p)):
                 shutil.rmtree(p, ignore_errors=True)

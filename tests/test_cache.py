@@ -132,7 +132,10 @@ def test_work_folders_are_not_evicted_and_busy_ones_not_cleared(tmp_path):
     assert busy.exists() and not idle.exists()
     old = time.time() - 30 * 86400
     os.utime(busy, (old, old))
-    assert c.sweep_work() == [busy] and not busy.exists()
+    dead = tmp_path / "part" / ".soundstage-tmp-killed.npy"  # a writer killed mid-write
+    dead.write_bytes(b"half")
+    os.utime(dead, (old, old))
+    assert set(c.sweep_work()) == {busy, dead} and not busy.exists() and not dead.exists()
 
 
 def _four_sources(tmp_path):
