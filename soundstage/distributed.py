@@ -207,7 +207,9 @@ def run_parts(client, job, job_id: str, parts, *, on_part, cancel=None, ship_fil
         prep[si] = client.submit(prepare_task, job_id, doc_f, files_f, si, use_cache,
                                  key=f"soundstage-prepare-{run}-{si}", pure=False)
     futures = {}
-    for p in parts:
+    # Source by source: a worker then keeps reusing the source's emitted signal
+    # (PartRenderer keeps the last two) instead of reading it again per part.
+    for p in sorted(parts, key=lambda p: (p.source, p.chunk)):
         f = client.submit(part_task, job_id, doc_f, files_f, p, prep[p.source], use_cache,
                           key=f"soundstage-part-{run}-{p.source}-{p.chunk}", pure=False)
         futures[f] = p
