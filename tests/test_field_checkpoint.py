@@ -42,8 +42,8 @@ def test_round_trip_gives_the_same_field(tmp_path):
         if isinstance(old, ANeRF):
             torch.testing.assert_close(old.masks(x, torch.rand(2))[0], new.masks(x, torch.zeros(2))[0])
         else:
-            az = torch.rand(2)
-            torch.testing.assert_close(old(x, az), new(x, az))
+            az, el, dist = torch.rand(2), torch.rand(2), torch.rand(2) + 1
+            torch.testing.assert_close(old(x, az, el, dist), new(x, az, el, dist))
 
 
 def test_missing_corrupt_and_foreign_files(tmp_path):

@@ -105,14 +105,23 @@ def test_scene_features_are_required_when_configured():
     assert mix.shape == (1, m.n_bins)
 
 
-def test_irfield_output_shape_and_ears():
+def test_irfield_output_shape_ears_and_direct_sound():
+    torch.manual_seed(5)
     cfg = IRFieldConfig(hidden=16, layers=2, ir_samples=2000)
     f = IRField(cfg)
-    y = f(torch.rand(3, 3), torch.rand(3))
+    z = torch.zeros(3)
+    y = f(torch.rand(3, 3), torch.rand(3), z, torch.ones(3))
     assert y.shape == (3, 2, cfg.n_frames, cfg.n_fft // 2 + 1)
-    # Left and right share the mixture: their mean does not depend on the direction.
-    y2 = f(torch.rand(1, 3).expand(2, 3), torch.tensor([0.5, 2.5]))
-    torch.testing.assert_close(y2[0].mean(0), y2[1].mean(0), atol=1e-5, rtol=0)
+    # The direct sound's energy falls off as 1/d^2: where it dominates (large direct
+    # gain), doubling the distance lowers the log magnitude by log 2.
+    with torch.no_grad():
+        f.diff_out.bias[cfg.n_frames:] = 5.0
+    pos, az = torch.rand(1, 3).expand(2, 3), torch.zeros(2)
+    y = f(pos, az, torch.zeros(2), torch.tensor([1.0, 2.0]))
+    head = y[:, :, 0:3]  # the frames whose windows hold the aligned onset
+    torch.testing.assert_close(head[0] - head[1], torch.full_like(head[0], math.log(2.0)), atol=1e-3, rtol=0)
+    # Later frames hold no direct sound and do not depend on the distance.
+    torch.testing.assert_close(y[0, :, 20:], y[1, :, 20:])
 
 
 def test_fractional_delay_is_exact_for_band_limited_signals():
@@ -127,3 +136,33 @@ def test_fractional_delay_is_exact_for_band_limited_signals():
     for s in (12.37, -30.5, 0.0):
         y = delay(x, torch.tensor([s]), n)[0, 0].numpy()
         np.testing.assert_allclose(y[200:-200], tone(s)[200:-200], atol=2e-6)
+
+
+def test_reflection_prior_is_the_six_mirror_images_of_a_shoebox():
+    """Order 1 in a shoebox: six images mirrored in the walls, 1/r^2, wall energy loss, at (r - d)/c."""
+    from soundstage.field.data import DEFAULT_ROOM, SPEED_OF_SOUND
+    from soundstage.field.irfield import impulse_profile, reflection_prior
+    from soundstage.materials import resolve_material
+
+    cfg = IRFieldConfig(prior_order=1, ir_samples=4000)
+    src, lis = np.array([3.7, 2.3, 1.2]), np.array([1.5, 1.0, 1.6])
+    lo, hi = np.array(DEFAULT_ROOM["min"]), np.array(DEFAULT_ROOM["max"])
+    mats = DEFAULT_ROOM["materials"]
+    expected = np.zeros((cfg.n_frames, cfg.n_fft // 2 + 1))
+    d = np.linalg.norm(lis - src)
+    k = 6  # bin 6: 1034 Hz
+    f_k = k * cfg.sample_rate / cfg.n_fft
+    bands = np.log2([125, 250, 500, 1000, 2000, 4000, 8000])
+    for axis in range(3):
+        for wall, side in ((lo[axis], "lo"), (hi[axis], "hi")):
+            img = src.copy()
+            img[axis] = 2 * wall - src[axis]
+            surface = "walls" if axis < 2 else ("floor" if side == "lo" else "ceiling")
+            # the reflection's amplitude factor sqrt(1 - absorption) per octave band,
+            # linear in log-frequency between band centres, at the bin's frequency
+            amp = np.interp(np.log2(f_k), bands, np.sqrt(1 - resolve_material(mats[surface], "m").absorption))
+            r = np.linalg.norm(lis - img)
+            w = impulse_profile(cfg.pre_samples + (r - d) / SPEED_OF_SOUND * cfg.sample_rate, cfg)
+            expected += w[:, None] * amp ** 2 / r ** 2
+    got = np.exp(reflection_prior(DEFAULT_ROOM, src, lis[None], cfg)[0])
+    np.testing.assert_allclose(got[:, k], expected[:, k], rtol=1e-3, atol=1e-9)

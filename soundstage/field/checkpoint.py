@@ -197,7 +197,7 @@ def field_from_record(rec, where: str, device="cpu") -> Field:
         raise CheckpointError(f"{where}: metadata is damaged ({type(e).__name__}: {e})") from None
     if not (np.isfinite(centre).all() and np.isfinite(src).all() and scale > 0 and np.isfinite(level)):
         raise CheckpointError(f"{where}: metadata holds invalid numbers (centre, scale, source position)")
-    if model.config.scene_dim > 0 and room is None:
+    if (model.config.scene_dim > 0 or getattr(model.config, "prior_order", 0) > 0) and room is None:
         raise CheckpointError(f"{where}: the field uses scene features but the file holds no room")
     tp = rec["train_positions"]
     if not isinstance(tp, torch.Tensor) or tp.dim() != 2 or tp.shape[1] != 3:

@@ -86,6 +86,13 @@ def source_azimuth(positions: np.ndarray, frames: np.ndarray, source: np.ndarray
     return np.arctan2(local[:, 1], local[:, 0])
 
 
+def source_elevation(positions: np.ndarray, frames: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """Elevation of the source above the listener's horizontal plane, radians in [-pi/2, pi/2], shape (n,)."""
+    v = np.asarray(source, float)[None, :] - np.asarray(positions, float)
+    local = np.einsum("nji,nj->ni", np.asarray(frames, float), v)
+    return np.arctan2(local[:, 2], np.hypot(local[:, 0], local[:, 1]))
+
+
 class PosePath:
     """Smooth listener poses between timed camera matrices (the engine's own splines).
 
@@ -890,6 +897,11 @@ def simulate_irs(matrices: np.ndarray, *, room: dict, source_position, ir_second
                  progress=None, cancel=None) -> np.ndarray:
     """Binaural impulse responses from the engine, one job per pose (an impulse source).
 
+    Every job gets the same noise ``seed``: the engine's late reverberation is shaped
+    noise, and with a new draw per pose C50 scatters by about 0.3 dB and EDT by about
+    12 ms at one fixed pose, randomness no field can learn. With one draw the
+    responses vary smoothly with the pose, like a deterministic simulation.
+
     Returns
     -------
     ndarray, shape (N, 2, round(ir_seconds * FIELD_RATE)), float32
@@ -914,7 +926,7 @@ def simulate_irs(matrices: np.ndarray, *, room: dict, source_position, ir_second
                    "sources": [{"name": "Impulse", "audio": str(Path(tmp) / "impulse.wav"),
                                 "position": list(map(float, source_position))}],
                    "output": {"format": "binaural", "path": str(Path(tmp) / "unused.wav")},
-                   "render": {"seed": int(seed) + i}}
+                   "render": {"seed": int(seed)}}
             h = render_job(load_job(job)).audio
             out[i] = h[:L].T
             report((i + 1) / len(matrices), f"impulse response {i + 1}/{len(matrices)}")
@@ -972,7 +984,7 @@ def load_data(path):
 
 __all__ = [
     "FIELD_RATE", "DEFAULT_ROOM", "DEFAULT_SOURCE", "Capture", "IRSet", "FieldDataError", "PosePath",
-    "source_azimuth", "listener_axes", "read_capture", "read_rwavs", "export_rwavs", "check_alignment",
+    "source_azimuth", "source_elevation", "listener_axes", "read_capture", "read_rwavs", "export_rwavs", "check_alignment",
     "write_capture", "synthetic_source", "walk_path", "synthetic_walk", "write_irs", "read_irs", "random_poses",
     "simulate_irs", "synthetic_irs", "data_kind", "load_data", "AudioError",
 ]

@@ -152,21 +152,28 @@ def predict_irs(f: Field, positions: np.ndarray, frames: np.ndarray, *, griffin_
     -------
     ndarray, shape (N, 2, ir_samples), float32
     """
-    from soundstage.field.data import SPEED_OF_SOUND, source_azimuth
+    from soundstage.field.data import SPEED_OF_SOUND, source_azimuth, source_elevation
     from soundstage.field.irfield import synthesize
 
     model = f.model.to(device).eval()
     cfg = model.config
     pos_n = torch.as_tensor(f.normalise(positions))
     az = torch.as_tensor(source_azimuth(positions, frames, f.source_position), dtype=torch.float32)
-    delays = torch.as_tensor(np.linalg.norm(positions - f.source_position, axis=1) / SPEED_OF_SOUND
-                             * cfg.sample_rate)
+    el = torch.as_tensor(source_elevation(positions, frames, f.source_position), dtype=torch.float32)
+    dist = np.linalg.norm(positions - f.source_position, axis=1)
+    delays = torch.as_tensor(dist / SPEED_OF_SOUND * cfg.sample_rate)
+    dist = torch.as_tensor(dist, dtype=torch.float32)
     scene = f.scene_features(positions)
     out = []
     for a in range(0, len(positions), batch):
         sl = slice(a, a + batch)
         sc = None if scene is None else torch.as_tensor(scene[sl]).to(device)
-        lm = model(pos_n[sl].to(device), az[sl].to(device), sc)
+        pr = None
+        if cfg.prior_order > 0:
+            from soundstage.field.irfield import reflection_prior
+
+            pr = torch.as_tensor(reflection_prior(f.room, f.source_position, positions[sl], cfg)).to(device)
+        lm = model(pos_n[sl].to(device), az[sl].to(device), el[sl].to(device), dist[sl].to(device), sc, pr)
         out.append(synthesize(lm, delays[sl].to(device), cfg, griffin_lim).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 2, cfg.ir_samples), np.float32)
 

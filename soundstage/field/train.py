@@ -36,16 +36,16 @@ PRESETS = {
     "anerf": {
         "small": {"model": {"hidden": 64, "layers": 3, "pos_freqs": 4, "freq_freqs": 8, "conv": True,
                             "conv_channels": 8},
-                  "steps": 1500, "batch_size": 16, "lr": 2e-3, "crop_frames": 48, "clip_stride_s": 0.5},
+                  "steps": 1000, "batch_size": 16, "lr": 2e-3, "crop_frames": 16, "clip_stride_s": 0.5},
         "paper": {"model": {"hidden": 128, "layers": 4, "pos_freqs": 6, "freq_freqs": 10, "conv": True,
                             "conv_channels": 16},
                   "steps": 20000, "batch_size": 32, "lr": 5e-4, "crop_frames": None, "clip_stride_s": 0.5},
     },
     "irfield": {
-        "small": {"model": {"hidden": 64, "layers": 3, "pos_freqs": 3, "freq_freqs": 6},
-                  "steps": 2000, "batch_size": 16, "lr": 2e-3},
+        "small": {"model": {"hidden": 128, "layers": 4, "pos_freqs": 3, "freq_freqs": 6},
+                  "steps": 4000, "batch_size": 16, "lr": 1e-3, "decay_loss": 1.0},
         "paper": {"model": {"hidden": 128, "layers": 4, "pos_freqs": 4, "freq_freqs": 6},
-                  "steps": 20000, "batch_size": 32, "lr": 5e-4},
+                  "steps": 20000, "batch_size": 32, "lr": 5e-4, "decay_loss": 1.0},
     },
 }
 
@@ -76,6 +76,8 @@ class TrainOptions:
         A-NeRF: spacing of training clips in a capture.
     scene_noise : float
         Standard deviation of the noise added to scene features in training (AV-NeRF: 0.1).
+    decay_loss : float, optional
+        Impulse-response fields: weight of the energy-decay term (``decay_loss``).
     checkpoint_every : int
         Steps between training checkpoints.
     device : str, optional
@@ -94,6 +96,7 @@ class TrainOptions:
     crop_frames: int | None = None
     clip_stride_s: float | None = None
     scene_noise: float = 0.1
+    decay_loss: float | None = None
     checkpoint_every: int = 250
     device: str | None = None
 
@@ -113,6 +116,8 @@ class TrainOptions:
              "steps": int(self.steps or p["steps"]), "batch_size": int(self.batch_size or p["batch_size"]),
              "lr": float(self.lr or p["lr"]), "seed": int(self.seed), "scene": self.scene,
              "scene_noise": float(self.scene_noise)}
+        if kind == "irfield":
+            r["decay_loss"] = float(p["decay_loss"] if self.decay_loss is None else self.decay_loss)
         if kind == "anerf":
             r["crop_frames"] = int(p["crop_frames"] or 0) if self.crop_frames is None else int(self.crop_frames)
             r["clip_stride_s"] = float(self.clip_stride_s or p["clip_stride_s"])
@@ -251,9 +256,11 @@ class IRBatchSet:
     index: np.ndarray
     positions: np.ndarray
     azimuth: torch.Tensor
+    elevation: torch.Tensor
     delays: torch.Tensor
     target: torch.Tensor  # (N, 2, T, F) aligned log-magnitudes
     irs: np.ndarray  # (N, 2, L)
+    prior: torch.Tensor | None = None  # (N, T, F) log energy of the room's early reflections
 
     def __len__(self) -> int:
         return len(self.index)
@@ -273,8 +280,12 @@ def prepare_irs(irset: IRSet, split: str, config) -> IRBatchSet:
     irs = irset.irs[idx][..., :L]
     if irs.shape[-1] < L:
         irs = np.pad(irs, ((0, 0), (0, 0), (0, L - irs.shape[-1])))
+    from soundstage.field.data import source_elevation
+
     return IRBatchSet(index=idx, positions=pos, azimuth=torch.as_tensor(source_azimuth(pos, rot,
                       irset.source_position), dtype=torch.float32),
+                      elevation=torch.as_tensor(source_elevation(pos, rot, irset.source_position),
+                                                dtype=torch.float32),
                       delays=torch.as_tensor(delays), target=aligned_log_magnitude(irs, delays, config), irs=irs)
 
 
@@ -412,6 +423,24 @@ def _source_name(data) -> str:
     return str(getattr(data, "name", "source") or "source")
 
 
+def decay_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """L1 distance of broadband energy envelopes and of Schroeder decay curves, in nepers of energy.
+
+    T60, EDT and C50 are read off the broadband energy decay of a response, a
+    quantity the bin-wise log-magnitude loss weighs no more than any other bin; this
+    term holds it directly (AV-NeRF's code adds a similar energy term).
+
+    Parameters
+    ----------
+    pred, target : Tensor, shape (B, 2, T, F)
+        Log-magnitudes.
+    """
+    e_p, e_t = torch.logsumexp(2 * pred, -1), torch.logsumexp(2 * target, -1)  # log energy per frame
+    edc_p = torch.logcumsumexp(e_p.flip(-1), -1).flip(-1)  # log of the energy still to come
+    edc_t = torch.logcumsumexp(e_t.flip(-1), -1).flip(-1)
+    return (e_p - e_t).abs().mean() + (edc_p - edc_t).abs().mean()
+
+
 def _train_irfield(irs: IRSet, opts: dict, device, report, check, resume, save_state, every) -> Field:
     from soundstage.field.irfield import IRField, IRFieldConfig
 
@@ -422,33 +451,45 @@ def _train_irfield(irs: IRSet, opts: dict, device, report, check, resume, save_s
     report(0.0, "preparing impulse responses")
     data = prepare_irs(irs, "train", cfg)
     centre, scale = normaliser(data.positions, True)
-    scene_feats = None
+    scene_feats = prior = None
     if use_scene:
+        from soundstage.field.irfield import reflection_prior
         from soundstage.field.scene import SceneFeatures
 
         sf = SceneFeatures(irs.room, irs.source_position)
         cfg.scene_dim = sf.dim
         scene_feats = torch.as_tensor(sf(data.positions)).to(device)
+        cfg.prior_order = int(opts.get("prior_order", 2))
+        prior = torch.as_tensor(reflection_prior(irs.room, irs.source_position, data.positions, cfg)).to(device)
     torch.manual_seed(opts["seed"])
     model = IRField(cfg).to(device)
     if resume is not None:
         model.load_state_dict(resume["state"])
     pos_n = torch.as_tensor(((data.positions - centre) / scale).astype(np.float32)).to(device)
     az = data.azimuth.to(device)
+    dist = torch.as_tensor(np.linalg.norm(data.positions - irs.source_position, axis=1),
+                           dtype=torch.float32).to(device)
+    el = data.elevation.to(device)
     target = data.target.to(device)
 
-    def batch(idx, gen):
+    def batch(idx, gen, noise=True):
         idx = idx.to(device)
         sc = None
         if scene_feats is not None:
             sc = scene_feats[idx]
-            if opts["scene_noise"] > 0:
+            if noise and opts["scene_noise"] > 0:
                 sc = sc + opts["scene_noise"] * torch.randn(sc.shape, generator=gen).to(device)
-        return model(pos_n[idx], az[idx], sc), target[idx]
+        pr = None if prior is None else prior[idx]
+        return model(pos_n[idx], az[idx], el[idx], dist[idx], sc, pr), target[idx]
+
+    w_decay = float(opts.get("decay_loss", 0.0))
 
     def loss_fn(b):
         pred, t = b
-        return torch.nn.functional.mse_loss(pred, t)
+        loss = torch.nn.functional.mse_loss(pred, t)
+        if w_decay > 0:
+            loss = loss + w_decay * decay_loss(pred, t)
+        return loss
 
     def save(st):
         st["state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
@@ -458,6 +499,10 @@ def _train_irfield(irs: IRSet, opts: dict, device, report, check, resume, save_s
     t0 = time.perf_counter()
     loss, ran = _fit(model, len(data), batch, loss_fn, opts, device=device, report=report, check=check,
                      resume_state=resume, save_state=save, every=every)
+    report(1.0, "calibrating")
+    model.eval()
+    model.calibrate(batch(torch.arange(a, min(a + 64, len(data))), None, noise=False)
+                    for a in range(0, len(data), 64))
     info = {"data": str(irs.path), "layout": "irs", "responses": len(data), "steps": opts["steps"],
             "seconds": round(time.perf_counter() - t0, 2), "steps_run": ran, "final_loss": loss,
             "device": str(device), "scene_features": use_scene, "options": opts}

@@ -1,0 +1,78 @@
+"""``soundstage field ...`` end to end: exit codes, one-line errors, JSON progress."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from soundstage.cli import main  # noqa: E402
+from soundstage.field import data as D  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    assert main(["field", "synth-walk", str(d / "walk"), "--seconds", "8", "--seed", "5", "--quiet"]) == 0
+    assert main(["field", "train", str(d / "walk"), "--out", str(d / "m.pt"), "--steps", "3", "--batch-size", "4",
+                 "--quiet"]) == 0
+    return d
+
+
+def test_help_lists_the_commands(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["field", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for cmd in ("train", "eval", "render", "info", "synth-walk", "synth-irs"):
+        assert cmd in out
+
+
+def test_train_json_progress_and_info(made, capsys):
+    rc = main(["field", "train", str(made / "walk"), "--out", str(made / "j.pt"), "--steps", "2", "--batch-size", "2",
+               "--json-progress"])
+    assert rc == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert lines[-1]["event"] == "done" and lines[-1]["path"].endswith("j.pt")
+    assert all(x["event"] == "progress" for x in lines[:-1]) and lines[-2]["fraction"] == 1.0
+    assert main(["field", "info", str(made / "j.pt"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info[0]["kind"] == "anerf" and info[0]["trained"]["steps"] == 2
+
+
+def test_eval_prints_field_and_baselines(made, capsys):
+    assert main(["field", "eval", str(made / "m.pt"), str(made / "walk")]) == 0
+    out = capsys.readouterr().out
+    for label in ("A-NeRF field", "Mono-Mono", "Mono-Energy", "Stereo-Energy"):
+        assert label in out
+    assert main(["field", "eval", str(made / "m.pt"), str(made / "walk"), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert np.isfinite(res["field"]["mag"]) and res["split"] == "val"
+
+
+def test_render_command(made, capsys):
+    t, mats = D.walk_path(1.0, 10, D.DEFAULT_ROOM, 5)
+    job = {"version": 1, "sample_rate": 22050, "fps": 10, "frame_start": 1, "frame_end": 10,
+           "listener": {"name": "Cam", "matrix_world": [m.reshape(-1).tolist() for m in mats[:10]]},
+           "sources": [{"name": "S", "audio": "walk/source.wav", "position": D.DEFAULT_SOURCE}],
+           "output": {"format": "binaural", "path": "out/render.wav"}}
+    (made / "job.json").write_text(json.dumps(job))
+    assert main(["field", "render", str(made / "m.pt"), str(made / "job.json"), "--quiet"]) == 0
+    assert (made / "out" / "render.wav").is_file() and (made / "out" / "render.json").is_file()
+    assert "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["field", "eval", "{d}/nothing.pt", "{d}/walk"], "model file"),
+    (["field", "eval", "{d}/corrupt.pt", "{d}/walk"], "corrupt"),
+    (["field", "train", "{d}/missing", "--out", "{d}/x.pt"], "not found"),
+    (["field", "render", "{d}/m.pt", "{d}/nojob.json"], "job file not found"),
+])
+def test_user_errors_exit_2_with_one_line(made, capsys, argv, message):
+    (made / "corrupt.pt").write_bytes(b"PK\x03\x04 this is not a model")
+    rc = main([a.format(d=made) for a in argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("error: ") and message in err[0]
