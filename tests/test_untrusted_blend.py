@@ -27,6 +27,8 @@ SCRIPT = REPO / "headless" / "render.py"
 @pytest.fixture(autouse=True)
 def _reset(ss_ext):
     bpy.ops.wm.read_homefile(app_template="")
+    yield
+    bpy.ops.wm.read_homefile(app_template="")  # a file with a driver left loaded hangs bpy 4.x at exit
 
 
 def _trap_scene(ss_scene, tmp_path):
@@ -47,11 +49,19 @@ def _trap_scene(ss_scene, tmp_path):
     return blend, text_marker, driver_marker
 
 
+# The bpy 4.x modules never exit (4.5: a loop of "Freeing memory after the leak detector has run"; 4.2:
+# SIGSEGV) after a file with a scripted driver was loaded, whatever the script did; a bpy bug, so the
+# subprocess checks run with bpy 5 (the in-process reopen check below runs everywhere).
+needs_clean_exit = pytest.mark.skipif(bpy.app.version < (5, 0, 0),
+                                      reason="this bpy module hangs at exit after loading a file with a driver")
+
+
 def _run(blend, *flags):
     cmd = [sys.executable, str(SCRIPT), str(blend), "--", *map(str, flags)]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO)
 
 
+@needs_clean_exit
 def test_headless_bake_runs_no_script_from_the_blend(ss_scene, tmp_path):
     blend, text_marker, driver_marker = _trap_scene(ss_scene, tmp_path)
     r = _run(blend, "--out", tmp_path / "renders", "--format", "stereo")
@@ -60,6 +70,7 @@ def test_headless_bake_runs_no_script_from_the_blend(ss_scene, tmp_path):
     assert not text_marker.exists() and not driver_marker.exists()
 
 
+@needs_clean_exit
 def test_enable_autoexec_does_run_them(ss_scene, tmp_path):
     """The positive control: the traps work when the user trusts the file."""
     blend, text_marker, driver_marker = _trap_scene(ss_scene, tmp_path)
