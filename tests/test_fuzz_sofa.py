@@ -92,8 +92,7 @@ def _structured(folder, n, seed):
         for _ in range(int(rng.integers(1, 3))):
             k = int(rng.integers(0, 12))
             if k == 0:
-                # (rates that are positive but absurd: test_sofa_sampling_rate_out_of_range_is_refused)
-                s.Data_SamplingRate = float(rng.choice([0.0, -44100.0, np.nan, 1e7, 8000.0]))
+                s.Data_SamplingRate = float(rng.choice([0.0, -44100.0, np.nan, np.inf, 1.0, 1e7, 8000.0]))
             elif k == 1:
                 a = s.Data_IR
                 a.flat[rng.integers(0, a.size, 5)] = rng.choice([np.nan, np.inf, -np.inf, 1e30])
