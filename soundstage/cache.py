@@ -285,7 +285,8 @@ class Cache:
 
         Returns the files removed. Work folders are never evicted (see ``sweep_work``).
         """
-        entries = [e for e in self._entries() if e[0] not in UNEVICTED]
+        kinds = {d.name for d in _scan(self.root) if d.is_dir(follow_symlinks=False)} - set(UNEVICTED)
+        entries = self._entries(kinds)  # work folders are not even sized: this runs after every write
         total = sum(e[2] for e in entries)
         if target is None:
             if total <= self.max_bytes:
