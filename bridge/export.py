@@ -58,6 +58,8 @@ class Export:
     warnings: list[str] = field(default_factory=list)
     frame_start: int = 1
     frame_end: int = 1
+    #: Impact hits still to synthesise (``bridge.impacts.PendingSynthesis``), only with ``defer_impacts``.
+    pending_impacts: object = None
 
 
 # --------------------------------------------------------------------------- settings access
@@ -354,7 +356,7 @@ def frame_range(scene, frames: tuple[int, int] | None) -> tuple[int, int]:
 
 def export_scene(scene, *, fmt: str | None = None, frames: tuple[int, int] | None = None,
                  listener: str | None = None, staging_dir: Path | None = None,
-                 engine: tuple[str, str] | None = None) -> Export:
+                 engine: tuple[str, str] | None = None, defer_impacts: bool = False) -> Export:
     """Build one job per listener camera of ``scene``.
 
     Parameters
@@ -371,6 +373,9 @@ def export_scene(scene, *, fmt: str | None = None, frames: tuple[int, int] | Non
         Where packed sounds and synthesised impact hits are written out.
     engine : (mode, python), optional
         How impact hits are synthesised (``bridge.impacts``; default: the add-on preferences).
+    defer_impacts : bool
+        Gather impact hits but leave their synthesis to the caller
+        (``Export.pending_impacts``), so a bake can run it off the main thread.
 
     Returns
     -------
@@ -428,9 +433,14 @@ def export_scene(scene, *, fmt: str | None = None, frames: tuple[int, int] | Non
             "start_frame": speaker_start_frame(o, scene.frame_start),
         })
     # Impact points: each hit is synthesised (bridge.impacts) and baked like a speaker.
-    sources.extend(impacts.export_impacts(
+    hit_sources = impacts.export_impacts(
         scene, (a, b), track, staging_dir, warnings, sample_rate=int(getattr(settings, "sample_rate", 48000)),
-        fps=scene_fps(scene), mode=engine[0] if engine else None, python=engine[1] if engine else None))
+        fps=scene_fps(scene), mode=engine[0] if engine else None, python=engine[1] if engine else None,
+        defer=defer_impacts)
+    pending = None
+    if defer_impacts:
+        hit_sources, pending = hit_sources
+    sources.extend(hit_sources)
     if not sources:
         raise BridgeError(f"scene '{scene.name}': nothing sounds in frames {a}-{b} (every impact point is "
                           "outside the range); move the hits into the range or widen it")
@@ -452,7 +462,7 @@ def export_scene(scene, *, fmt: str | None = None, frames: tuple[int, int] | Non
         if settings is not None:
             job["render"] = {"reflection_order": int(settings.reflection_order)}
         jobs.append(ExportedJob(c.name, job))
-    return Export(jobs, warnings, a, b)
+    return Export(jobs, warnings, a, b, pending_impacts=pending)
 
 
 # --------------------------------------------------------------------------- UI helpers

@@ -842,10 +842,63 @@ def finish_preview(result: dict, empty=None, *, play_sound: bool = True) -> dict
 
 
 # --------------------------------------------------------------------------- bakes
+class PendingSynthesis:
+    """The impact hits a bake still has to synthesise, gathered on the main thread.
+
+    Gathering (sampling meshes at each hit's frame) needs bpy and is quick;
+    synthesis (modal analysis of each new object) can take seconds, so a bake
+    runs it off Blender's main thread: ``start()`` then ``poll()`` from a timer,
+    ``cancel()`` on Esc. ``run()`` does it blocking (scripts, tests).
+
+    Attributes
+    ----------
+    count : int
+        Number of hits.
+    notes : list of str
+        Engine notes per hit (repairs, guesses), filled when finished.
+    """
+
+    def __init__(self, arrays: dict, hits: list[dict], kwargs: dict, mode: str, python: str):
+        self._arrays, self._hits, self._kwargs = arrays, hits, kwargs
+        self._mode, self._python = mode, python
+        self._task: EngineTask | None = None
+        self.count = len(hits)
+        self.notes: list[str] = []
+
+    def start(self) -> None:
+        self._task = EngineTask("synth", self._arrays, dict(self._kwargs, hits=self._hits), mode=self._mode,
+                                python=self._python, background=True)
+
+    def _collect(self, result: dict) -> None:
+        for req, done in zip(self._hits, result["hits"]):
+            for note in done.get("notes", []):
+                self.notes.append(f"impact '{req['empty']}': {note}")
+
+    def poll(self) -> bool:
+        """True when finished (``BridgeError`` when synthesis failed or was cancelled)."""
+        if self._task is None:
+            self.start()
+        result = self._task.poll()
+        if result is None:
+            return False
+        if not self.notes:
+            self._collect(result)
+        return True
+
+    def run(self) -> None:
+        if self._task is None:
+            self.start()
+        self._collect(self._task.wait())
+
+    def cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
 def export_impacts(scene, frames: tuple[int, int], track: dict, staging_dir, warnings: list, *,
                    sample_rate: int = 48000, fps: float = 24.0, mode: str | None = None,
-                   python: str | None = None) -> list[dict]:
-    """Synthesise every hit of the scene's impact points and return them as job sources.
+                   python: str | None = None, defer: bool = False):
+    """Gather every hit of the scene's impact points, synthesise them, and return them as job sources.
 
     Parameters
     ----------
@@ -863,12 +916,18 @@ def export_impacts(scene, frames: tuple[int, int], track: dict, staging_dir, war
         Notes are appended (hits outside the range, engine repairs).
     mode, python : str, optional
         Engine settings (default: the add-on preferences).
+    defer : bool
+        Do not synthesise here: return the work as a ``PendingSynthesis`` that
+        the caller runs (a bake does it off the main thread) before the job's
+        audio files exist.
 
     Returns
     -------
     list of dict
         Job sources: ``name``, ``audio``, ``position`` (per frame, or one when
         still), ``gain_db``, ``start_frame``.
+    PendingSynthesis or None
+        Only with ``defer=True`` (None when nothing is to be synthesised).
 
     Raises
     ------
@@ -880,7 +939,7 @@ def export_impacts(scene, frames: tuple[int, int], track: dict, staging_dir, war
 
     empties = impact_objects(scene)
     if not empties:
-        return []
+        return ([], None) if defer else []
     if mode is None or python is None:
         m, p = engine_settings()
         mode, python = mode or m, p if python is None else python
@@ -901,7 +960,7 @@ def export_impacts(scene, frames: tuple[int, int], track: dict, staging_dir, war
                 continue
             plan.append((e, f, k))
     if not plan:
-        return []
+        return ([], None) if defer else []
     arrays: dict = {}
     hits = []
     original = (scene.frame_current, scene.frame_subframe)
@@ -921,17 +980,20 @@ def export_impacts(scene, frames: tuple[int, int], track: dict, staging_dir, war
             hits.append(req)
     finally:
         scene.frame_set(original[0], subframe=original[1])
-    result = call_engine("synth", arrays, mode=mode, python=python, hits=hits, sample_rate=int(sample_rate),
-                         budget=int(scene_settings(scene)["budget"]))
+    pending = PendingSynthesis(arrays, hits, {"sample_rate": int(sample_rate),
+                                              "budget": int(scene_settings(scene)["budget"])}, mode, python)
+    # The engine writes each hit to the path asked for ("out"), so the job can name it now.
     sources = []
-    for req, done in zip(hits, result["hits"]):
+    for req in hits:
         e = scene.objects[req["empty"]]
-        for note in done.get("notes", []):
-            warnings.append(f"impact '{e.name}': {note}")
-        sources.append({"name": req["label"], "audio": done["out"],
+        sources.append({"name": req["label"], "audio": req["out"],
                         "position": _compact(track[e.name]["position"]),
                         "gain_db": round(float(impact_settings(e)["gain_db"]), 4),
                         "start_frame": int(req["frame"])})
+    if defer:
+        return sources, pending
+    pending.run()
+    warnings.extend(pending.notes)
     return sources
 
 

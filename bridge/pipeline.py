@@ -8,8 +8,10 @@ timer, Esc calls ``cancel``), by the operator's blocking ``execute`` and by
    per listener (``bridge.export``) and write the job files into a staging
    folder inside the output folder. Every user-fixable problem raises
    ``BridgeError`` here, before anything runs.
-2. ``start()`` then ``poll()`` until it returns a final state: the engine bakes
-   the jobs one after the other (``bridge.runner``) into the staging folder.
+2. ``start()`` then ``poll()`` until it returns a final state: impact hits
+   gathered by the export are synthesised first (``bridge.impacts``; modal
+   analysis can take seconds, so never on the main thread), then the engine
+   bakes the jobs one after the other (``bridge.runner``) into the staging folder.
 3. ``finish()`` on the main thread: only when every job succeeded are the
    files moved into place (``os.replace``) and the strips replaced
    (``bridge.timeline``). On error or cancel, ``finish()`` deletes the staging
@@ -87,6 +89,7 @@ class BakeSession:
         self._index = 0
         self._cancel_requested = False
         self._runner = None
+        self._impacts = None  # bridge.impacts.PendingSynthesis, run by start()/poll() before the first track
         self.runner_kind = ""
 
     @property
@@ -120,7 +123,9 @@ class BakeSession:
         self.staging = paths.make_staging_dir(self.out_dir)
         try:
             ex = exporter.export_scene(scene, fmt=fmt, frames=self.frames, listener=self.listener,
-                                       staging_dir=self.staging, engine=(self.mode, self.python))
+                                       staging_dir=self.staging, engine=(self.mode, self.python),
+                                       defer_impacts=True)
+            self._impacts = ex.pending_impacts
             self.warnings.extend(ex.warnings)
             self.frame_start = ex.frame_start
             for ej in ex.jobs:
@@ -147,6 +152,14 @@ class BakeSession:
         if self.state != "prepared":
             raise RuntimeError(f"start() in state {self.state}")
         self.state = "running"
+        if self._impacts is not None:
+            # Modal analysis of new objects takes seconds: off the main thread, polled like the engine.
+            self.message = f"synthesising {self._impacts.count} impact hit(s)"
+            try:
+                self._impacts.start()
+            except BridgeError as e:
+                self.error, self.state = str(e), "error"
+            return
         self._start_track(0)
 
     def _start_track(self, i: int) -> None:
@@ -163,6 +176,21 @@ class BakeSession:
         """Drain engine events; return the state (``running`` until done, error or cancelled)."""
         if self.state != "running":
             return self.state
+        if self._impacts is not None:
+            try:
+                finished = self._impacts.poll()
+            except BridgeError as e:
+                self._impacts = None
+                if self._cancel_requested:
+                    self.state = "cancelled"
+                else:
+                    self.error, self.state = str(e), "error"
+                return self.state
+            if not finished:
+                return self.state
+            self.warnings.extend(self._impacts.notes)
+            self._impacts = None
+            self._start_track(0)
         n = len(self.tracks)
         for ev in self._runner.poll():
             kind = ev.get("event")
@@ -199,7 +227,9 @@ class BakeSession:
         as it starts, so it stops at its first check and writes nothing.
         """
         self._cancel_requested = True
-        if self._runner is not None and self.state == "running":
+        if self._impacts is not None and self.state == "running":
+            self._impacts.cancel()
+        elif self._runner is not None and self.state == "running":
             self._runner.cancel()
 
     # ------------------------------------------------------------------ 3. finish

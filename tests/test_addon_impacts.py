@@ -250,6 +250,42 @@ def test_bake_puts_the_hit_at_its_frame_on_the_left_and_retiming_moves_it(bi, ss
     assert e.soundstage_impact.frame == 11
 
 
+def test_bake_synthesises_hits_off_the_main_thread_and_escape_stops_it(bi, ss, tmp_path):
+    """prepare() (main thread) only gathers the hits; start()/poll() synthesise them; Esc cancels."""
+    scene, _ = _stage(frames=12, preview_spatial=False)
+    _box("SteelCube", (0.3, 0.3, 0.3), (-2.0, 1.0, 0.0), material="Steel")
+    _click((0.0, 1.0, 0.0), (-1.0, 0.0, 0.0), preview=False)
+    session = ss.pipeline.BakeSession(scene, out_dir=tmp_path / "a", mode="inprocess")
+    session.prepare()
+    hits = list(session.staging.rglob("*.wav"))
+    assert session._impacts is not None and session._impacts.count == 1 and not hits  # nothing synthesised yet
+    tracks = session.run()
+    assert tracks[0].final.is_file()
+    x, _ = sf.read(str(tracks[0].final))
+    assert np.abs(x).max() > 0  # the hit synthesised during start()/poll() is heard
+    # Esc while synthesising: the session ends cancelled and writes no track.
+    try:
+        ss.runner.find_engine_python("")
+    except ss.errors.BridgeError:
+        return
+    e2 = _box("WoodBlock", (0.3, 0.3, 0.3), (2.0, 1.0, 0.0), material="Wood")
+    _click((0.0, 1.0, 0.0), (1.0, 0.0, 0.0), preview=False)
+    session = ss.pipeline.BakeSession(scene, out_dir=tmp_path / "b", mode="worker")
+    session.prepare()
+    session.start()  # returns at once: the worker synthesises
+    assert session.state == "running" and "impact" in session.message
+    session.cancel()
+    import time
+
+    deadline = time.monotonic() + 30
+    while session.poll() == "running" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert session.state == "cancelled", (session.state, session.error, e2.name)
+    with pytest.raises(ss.errors.BakeCancelled):
+        session.finish()
+    assert not list((tmp_path / "b").glob("*.wav"))
+
+
 def test_moving_duplicated_and_multi_keyed_impacts_become_sources(bi, ss):
     scene, _ = _stage(frames=12, preview_spatial=False)
     cube = _box("Pan", (0.3, 0.3, 0.05), (0.0, 2.0, 0.0), material="Steel Pan")
