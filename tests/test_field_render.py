@@ -69,7 +69,10 @@ def test_chunked_masks_and_refinement_are_seamless(trained, tmp_path, monkeypatc
 
 
 def test_warnings_and_refusals(trained, tmp_path):
-    far = R.render_field_job(trained / "anerf.pt", _job(trained, pos=[0.3, 0.3, 1.6]), out=tmp_path / "f.wav")
+    from soundstage.field.checkpoint import OutsideTrainedArea
+
+    with pytest.warns(OutsideTrainedArea, match="outside the trained area"):
+        far = R.render_field_job(trained / "anerf.pt", _job(trained, pos=[0.3, 0.3, 1.6]), out=tmp_path / "f.wav")
     assert any("outside the trained area" in n for n in far.info["notes"])
     moved = _job(trained)
     moved["sources"][0]["position"] = [1.0, 1.0, 1.0]

@@ -17,7 +17,8 @@ from trained fields:
 A field belongs to the place its source was recorded in: the job's room is ignored,
 and a job source away from the field's source position is rendered as if it were
 there (the sidecar notes both). Poses away from the trained area are rendered too,
-with a warning in the notes. Output is binaural only.
+with a warning in the notes and an ``OutsideTrainedArea`` warning. Output is
+binaural only.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from __future__ import annotations
 import math
 import platform
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +34,7 @@ import torch
 
 from soundstage import __version__
 from soundstage.errors import SoundstageError
-from soundstage.field.checkpoint import Field, load_fields
+from soundstage.field.checkpoint import Field, OutsideTrainedArea, load_fields
 from soundstage.field.data import SPEED_OF_SOUND, PosePath, source_azimuth
 
 #: Frames per chunk when querying masks and refining (bounds memory on long renders).
@@ -243,6 +245,7 @@ def render_field_job(model, job, *, out=None, base_dir=None, progress=None, canc
         w = f.area_warning(frame_pos, "listener poses")
         if w:
             notes.append(w)
+            warnings.warn(w, OutsideTrainedArea, stacklevel=2)
         off = float(np.max(np.linalg.norm(src.positions - f.source_position, axis=1)))
         if off > 0.5:
             notes.append(f"source '{src.name}' is up to {off:.2f} m from where field '{f.source_name}' learned its "
