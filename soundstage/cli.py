@@ -18,7 +18,8 @@ from soundstage import __version__
 from soundstage.errors import Cancelled, SoundstageError
 
 #: Modules that add verbs, when present.
-VERB_MODULES = ("soundstage.impact.cli", "soundstage.splats.cli", "soundstage.field.cli", "soundstage.cache_cli")
+VERB_MODULES = ("soundstage.impact.cli", "soundstage.splats.cli", "soundstage.field.cli", "soundstage.cache_cli",
+                "soundstage.footage.cli")
 
 
 class _Parser(argparse.ArgumentParser):
