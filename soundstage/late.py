@@ -20,6 +20,8 @@ the inverse STFT.
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 from scipy.signal import istft, stft
 
@@ -65,6 +67,13 @@ def residual_energy(room, src, lis, *, air, c, reflection_order, rng):
     -------
     ndarray, shape (B, n_bins)
     """
+    if "exclude_order" in inspect.signature(room.energy_histogram).parameters:
+        # Ray-traced rooms can leave out the paths the early part plays (direct sound and
+        # specular reflections up to the order) instead of subtracting their expected energy
+        # from a noisy histogram: no ray noise, and no double counting where few rays land.
+        res = room.energy_histogram(src, lis, air=air, speed_of_sound=c, bin_width=BIN, t_max=T_MAX, rng=rng,
+                                    exclude_order=int(reflection_order))
+        return _trim(res, res)
     hist = room.energy_histogram(src, lis, air=air, speed_of_sound=c, bin_width=BIN, t_max=T_MAX, rng=rng)
     n_bins = hist.shape[1]
     if reflection_order > 0:
@@ -75,8 +84,11 @@ def residual_energy(room, src, lis, *, air, c, reflection_order, rng):
     else:
         dist, gains = np.zeros(0), np.zeros((0, len(air)))
     expl = explicit_energy(np.linalg.norm(src - lis), dist, gains, air, c, n_bins)
-    res = np.maximum(hist - expl, 0.0)
-    # Trim where every band has decayed FLOOR_DB below its peak.
+    return _trim(np.maximum(hist - expl, 0.0), hist)
+
+
+def _trim(res, hist):
+    """``res`` cut where every band has decayed FLOOR_DB below the peak of ``hist`` (both (B, n_bins))."""
     peak = hist.max(axis=1, keepdims=True)
     alive = np.any(res > peak * 10 ** (-FLOOR_DB / 10), axis=0)
     last = int(np.flatnonzero(alive)[-1]) + 1 if alive.any() else 1
