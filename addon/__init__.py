@@ -6,10 +6,10 @@ register -> unregister -> register is clean. Operators stay thin and call
 ``bridge``.
 """
 
-from . import impacts, operators, panels, prefs, properties, splats
+from . import footage, impacts, operators, panels, prefs, properties, splats
 
 # splats and impacts after panels: their sidebar panels are children of theirs.
-MODULES = (properties, prefs, operators, panels, splats, impacts)
+MODULES = (properties, prefs, operators, panels, splats, impacts, footage)
 
 
 def register():

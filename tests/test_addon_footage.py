@@ -1,0 +1,217 @@
+"""Footage and stills in Blender: a tracked marker -> a Speaker's path; image regions -> Speakers.
+
+Oracles: the scene itself. A ball flies through a box room past a camera that
+moves (keyframed); its true centre per frame is known. The marker positions
+are Blender's own projection of that centre (``world_to_camera_view``), so the
+add-on's pixel, frame and camera conventions are checked against Blender's,
+not against themselves; noise, wild outliers, a gap and a marker outside the
+frame are added as a tracker would make them. The recovered path must come
+within 10 cm (median) of the truth. Depth images hold the true z-depth of the
+ball's centre; image regions are boxes around projected points at a known
+depth.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+bpy = pytest.importorskip("bpy")
+pytest.importorskip("soundstage.footage.lift")
+pytestmark = pytest.mark.bpy
+
+W, H = 320, 180
+FRAMES = range(1, 49)
+RADIUS = 0.15
+OUTLIER_FRAMES = (5, 13, 17, 26, 34)  # about 10 % of the 48 frames
+GAP = (20, 21, 22)
+OUTSIDE = 30
+
+
+@pytest.fixture(autouse=True)
+def _reset(ss_ext):
+    bpy.ops.wm.read_homefile(app_template="")
+
+
+@pytest.fixture(scope="module")
+def fb(ss_ext):
+    """``bridge.footage`` and ``addon.footage`` of the registered extension."""
+    import importlib
+
+    return types.SimpleNamespace(bridge=importlib.import_module(f"{ss_ext.__name__}.bridge.footage"),
+                                 addon=importlib.import_module(f"{ss_ext.__name__}.addon.footage"))
+
+
+@pytest.fixture(scope="module")
+def frames_dir(tmp_path_factory):
+    """A short PNG image sequence (the footage's stand-in: only its size and length matter)."""
+    folder = tmp_path_factory.mktemp("footage")
+    img = bpy.data.images.new("frame", W, H)
+    rng = np.random.default_rng(0)
+    for i in (1, 2, 3, 4):
+        img.pixels.foreach_set(rng.random(W * H * 4).astype(np.float32))
+        img.filepath_raw = str(folder / f"shot_{i:04d}.png")
+        img.file_format = "PNG"
+        img.save()
+    bpy.data.images.remove(img)
+    return folder
+
+
+def _key(obj, path, frame, value):
+    setattr(obj, path, value)
+    obj.keyframe_insert(path, frame=frame)
+
+
+def _fcurves(obj):
+    ad = obj.animation_data
+    slot = getattr(ad, "action_slot", None)
+    if slot is not None:  # Blender 4.4+: layered actions
+        from bpy_extras import anim_utils
+
+        return anim_utils.action_get_channelbag_for_slot(ad.action, slot).fcurves
+    return ad.action.fcurves
+
+
+def _linear(obj):
+    for fc in _fcurves(obj):
+        for kp in fc.keyframe_points:
+            kp.interpolation = "LINEAR"
+
+
+def build_scene(*, animate_camera=True, room=True, shift=(0.04, -0.02)):
+    """Box room (8 x 9 x 3 m), a ball (radius 0.15 m) flying through it, a keyframed camera."""
+    scene = bpy.context.scene
+    for o in list(scene.objects):
+        bpy.data.objects.remove(o)
+    scene.frame_start, scene.frame_end = FRAMES[0], FRAMES[-1]
+    scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = W, H, 100
+    if room:
+        bpy.ops.mesh.primitive_cube_add(size=1.0, location=(0.0, -0.5, 1.5))
+        box = bpy.context.active_object
+        box.scale = (8.0, 9.0, 3.0)
+        box.name = "Room"
+    bpy.ops.mesh.primitive_uv_sphere_add(radius=RADIUS, segments=32, ring_count=16, location=(-1.5, 1.0, 1.2))
+    ball = bpy.context.active_object
+    ball.name = "BallMesh"
+    _key(ball, "location", FRAMES[0], (-1.5, 1.0, 1.2))
+    _key(ball, "location", FRAMES[-1], (1.5, 0.5, 1.6))
+    _linear(ball)
+    cam_data = bpy.data.cameras.new("Cam")
+    cam_data.lens, cam_data.sensor_width = 30.0, 36.0
+    cam_data.shift_x, cam_data.shift_y = shift
+    cam = bpy.data.objects.new("Cam", cam_data)
+    scene.collection.objects.link(cam)
+    scene.camera = cam
+    cam.rotation_mode = "XYZ"
+    cam.location, cam.rotation_euler = (0.0, -3.5, 1.6), (math.radians(88), 0.0, math.radians(8))
+    if animate_camera:
+        _key(cam, "location", FRAMES[0], (0.0, -3.5, 1.6))
+        _key(cam, "rotation_euler", FRAMES[0], (math.radians(88), 0.0, math.radians(8)))
+        _key(cam, "location", FRAMES[-1], (1.2, -3.2, 1.5))
+        _key(cam, "rotation_euler", FRAMES[-1], (math.radians(92), 0.0, math.radians(-8)))
+    return scene, cam, ball
+
+
+def truth(scene, cam, ball):
+    """Per frame: the ball's centre (world), its normalised view position (Blender's projection), z-depth."""
+    from bpy_extras.object_utils import world_to_camera_view
+
+    out = {}
+    keep = scene.frame_current
+    for f in FRAMES:
+        scene.frame_set(f)
+        c = ball.matrix_world.translation.copy()
+        v = world_to_camera_view(scene, cam, c)
+        out[f] = (np.array(c), np.array([v.x, v.y]), float(v.z))
+    scene.frame_set(keep)
+    return out
+
+
+def make_clip(frames_dir, tr, *, noise_px=1.0, outliers=True, gap=True, outside=True, seed=1):
+    """A Movie Clip with a 'Ball' track: the ball's projection + noise, wild outliers, a gap, one marker out."""
+    clip = bpy.data.movieclips.load(str(frames_dir / "shot_0001.png"))
+    track = clip.tracking.tracks.new(name="Ball", frame=FRAMES[0])
+    rng = np.random.default_rng(seed)
+    for f in FRAMES:
+        if gap and f in GAP:
+            continue
+        co = tr[f][1] + rng.normal(0.0, noise_px, 2) / np.array([W, H])
+        if outliers and f in OUTLIER_FRAMES:
+            co = rng.uniform(0.05, 0.95, 2)  # the tracker jumped onto the background
+        if outside and f == OUTSIDE:
+            co = np.array([1.25, 0.5])
+        track.markers.insert_frame(f, co=tuple(co))  # replaces the marker tracks.new made at the first frame
+    clip.tracking.tracks.active = track
+    return clip, track
+
+
+def speaker_path(scene, spk):
+    keep = scene.frame_current
+    out = {}
+    for f in FRAMES:
+        scene.frame_set(f)
+        out[f] = np.array(spk.matrix_world.translation)
+    scene.frame_set(keep)
+    return out
+
+
+def median_error(path, tr, frames=FRAMES):
+    return float(np.median([np.linalg.norm(path[f] - tr[f][0]) for f in frames]))
+
+
+# --------------------------------------------------------------------------- registration
+def test_operators_and_panel_are_registered(fb):
+    for name in ("source_from_track",):
+        assert hasattr(bpy.types, f"SOUNDSTAGE_OT_{name}")
+        assert getattr(bpy.ops.soundstage, name).poll() in (True, False)
+
+
+# --------------------------------------------------------------------------- conventions
+def test_marker_pixels_and_camera_match_blenders_projection(fb, frames_dir):
+    """The engine camera built from Blender's camera projects the ball where Blender does (shifted lens)."""
+    from soundstage.footage.camera import Camera
+
+    scene, cam, ball = build_scene()
+    tr = truth(scene, cam, ball)
+    frames = np.array(list(FRAMES))
+    sampled = fb.bridge.sample_camera(scene, cam, frames, (W, H))
+    camera = Camera.from_json(fb.bridge.camera_json(cam, frames, sampled, (W, H)))
+    centres = np.array([tr[f][0] for f in FRAMES])
+    uv, front = camera.project(frames, centres)
+    want = np.array([fb.bridge.marker_pixels(tr[f][1], (0.0, 0.0), (W, H)) for f in FRAMES])
+    assert front.all()
+    np.testing.assert_allclose(uv, want, atol=0.05)  # pixels
+    # Rays through those pixels pass through the centres (Blender's view frame -> rays).
+    for f, p, c in zip(FRAMES, want, centres):
+        o, d = fb.bridge.pixel_rays(sampled["matrices"][f - 1], sampled["boxes"][f - 1], [p], (W, H))
+        off = (c - o[0]) - ((c - o[0]) @ d[0]) * d[0]
+        assert np.linalg.norm(off) < 1e-4
+
+
+# --------------------------------------------------------------------------- tracked footage
+def test_marker_track_becomes_a_speaker_on_the_true_path(fb, frames_dir):
+    scene, cam, ball = build_scene()
+    tr = truth(scene, cam, ball)
+    clip, track = make_clip(frames_dir, tr)
+    assert bpy.ops.soundstage.source_from_track(depth="SCENE", depth_offset=RADIUS) == {"FINISHED"}
+    spk = bpy.context.active_object
+    assert spk.type == "SPEAKER" and spk.name == "Ball"
+    curves = [fc for fc in _fcurves(spk) if fc.data_path == "location"]
+    assert len(curves) == 3
+    for fc in curves:
+        keys = [(int(round(kp.co[0])), kp.interpolation) for kp in fc.keyframe_points]
+        assert [k[0] for k in keys] == list(FRAMES)  # every frame, the gap and the dropped frames filled
+        assert {k[1] for k in keys} == {"LINEAR"}
+    err = median_error(speaker_path(scene, spk), tr)
+    assert err < 0.10, err
+    info = json.loads(spk[fb.bridge.PROP])
+    assert info["clip"] == clip.name and info["track"] == "Ball" and info["interpolation"] == "LINEAR"
+    # Before cleaning the wild points lie metres off the path; the kept ones are close.
+    assert info["raw_max_m"] > 1.0 and info["kept_median_m"] < 0.05
+    assert info["outliers"] >= 4
