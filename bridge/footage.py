@@ -629,7 +629,9 @@ def load_image_array(path, *, data: bool = True) -> np.ndarray:
     except RuntimeError as e:
         raise BridgeError(f"cannot read image '{p}': {_one_line(e)}") from None
     try:
-        if data:
+        # Float files (EXR, HDR) are read as stored; marking them Non-Color after loading would
+        # re-encode them (measured: 4.32 -> 1.89). 16-bit PNG/TIFF are sRGB-decoded unless marked.
+        if data and p.suffix.lower() not in (".exr", ".hdr"):
             img.colorspace_settings.is_data = True
         return image_pixels(img)
     finally:

@@ -215,3 +215,105 @@ def test_marker_track_becomes_a_speaker_on_the_true_path(fb, frames_dir):
     # Before cleaning the wild points lie metres off the path; the kept ones are close.
     assert info["raw_max_m"] > 1.0 and info["kept_median_m"] < 0.05
     assert info["outliers"] >= 4
+
+
+def test_depth_image_sequence_gives_the_path(fb, frames_dir, tmp_path):
+    """EXR depth maps (true z-depth of the ball's centre, half the clip's size) read through bpy.data.images."""
+    scene, cam, ball = build_scene()
+    tr = truth(scene, cam, ball)
+    make_clip(frames_dir, tr, outliers=False)
+    folder = tmp_path / "depth"
+    folder.mkdir()
+    img = bpy.data.images.new("depth", W // 2, H // 2, float_buffer=True)
+    img.file_format = "OPEN_EXR"
+    for f in FRAMES:
+        img.pixels.foreach_set(np.full(W // 2 * H // 2 * 4, tr[f][2], np.float32))
+        img.filepath_raw = str(folder / f"depth_{f + 100:04d}.exr")  # numbered like a render starting at 101
+        img.save()
+    bpy.data.images.remove(img)
+    assert bpy.ops.soundstage.source_from_track(depth="IMAGES", depth_path=str(folder), depth_kind="Z",
+                                                depth_frame_offset=-100) == {"FINISHED"}
+    err = median_error(speaker_path(scene, bpy.context.active_object), tr)
+    assert err < 0.05, err
+    # Without the offset no file belongs to the track's frames: one line that says so.
+    rep = fb.bridge
+    with pytest.raises(rep.BridgeError, match="no file for the track's frames 1-48"):
+        rep.source_from_track(bpy.context, depth="IMAGES", depth_path=str(folder))
+
+
+def test_csv_track_with_the_speaker_chosen(fb, tmp_path, ss_wav):
+    scene, cam, ball = build_scene()
+    tr = truth(scene, cam, ball)
+    path = tmp_path / "ball.csv"
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["frame", "x", "y"])
+        for f in FRAMES:
+            x, y = fb.bridge.marker_pixels(tr[f][1], (0, 0), (W, H))
+            w.writerow([f, f"{x:.3f}", f"{y:.3f}"] if f not in GAP else [f, "", ""])
+    bpy.ops.object.speaker_add(location=(0, 0, 0))
+    spk = bpy.context.active_object
+    spk.name = "Mine"
+    wav = ss_wav("ball.wav", seconds=0.2)
+    assert bpy.ops.soundstage.source_from_track(csv_path=str(path), speaker="Mine", sound=str(wav),
+                                                depth_offset=RADIUS) == {"FINISHED"}
+    assert bpy.context.active_object == spk and spk.data.sound is not None
+    assert median_error(speaker_path(scene, spk), tr) < 0.05
+    assert not [o for o in scene.objects if o.type == "SPEAKER" and o != spk]
+
+
+# --------------------------------------------------------------------------- bad input: one line, nothing made
+def _refused(fb, match, **kw):
+    before = set(bpy.data.objects)
+    with pytest.raises(fb.bridge.BridgeError, match=match) as e:
+        fb.bridge.source_from_track(bpy.context, **kw)
+    assert "\n" not in str(e.value)
+    assert set(bpy.data.objects) == before  # nothing half-made
+    # The operator says the same line as an error report (a script sees it as RuntimeError), cancelled.
+    with pytest.raises(RuntimeError) as op:
+        bpy.ops.soundstage.source_from_track(**kw)
+    assert str(e.value) in str(op.value)
+    assert set(bpy.data.objects) == before
+    return str(e.value)
+
+
+def test_clip_without_a_solve_and_a_still_camera_is_refused(fb, frames_dir):
+    scene, cam, ball = build_scene(animate_camera=False)
+    tr = truth(scene, cam, ball)
+    clip, _ = make_clip(frames_dir, tr)
+    msg = _refused(fb, "has no camera solve", depth="SCENE")
+    assert clip.name in msg and "Solve Camera Motion" in msg and "'Cam'" in msg
+    # A locked-off shot is fine when the user says so.
+    assert bpy.ops.soundstage.source_from_track(static_camera=True, depth_offset=RADIUS) == {"FINISHED"}
+
+
+def test_no_depth_at_the_marker_says_where(fb, frames_dir):
+    scene, cam, ball = build_scene(room=False)
+    tr = truth(scene, cam, ball)
+    make_clip(frames_dir, tr, outliers=False, gap=False, outside=False)
+    bpy.data.objects.remove(ball)  # nothing left to hit
+    msg = _refused(fb, "frame 1", depth="SCENE")
+    assert "no depth" in msg and "(" in msg  # the pixel
+
+
+def test_some_frames_without_depth_are_filled_and_reported(fb, frames_dir):
+    scene, cam, ball = build_scene(room=False)
+    tr = truth(scene, cam, ball)
+    make_clip(frames_dir, tr, outliers=True, gap=False, outside=False)
+    spk, rep = fb.bridge.source_from_track(bpy.context, depth="SCENE", depth_offset=RADIUS)
+    note = next(n for n in rep["notes"] if "no depth at the marker" in n)
+    assert "frame 5 (pixel" in note
+    assert median_error(speaker_path(scene, spk), tr) < 0.10
+
+
+def test_missing_files_and_bad_choices_are_one_line(fb, frames_dir, tmp_path):
+    scene, cam, ball = build_scene()
+    tr = truth(scene, cam, ball)
+    make_clip(frames_dir, tr)
+    _refused(fb, "not found", csv_path=str(tmp_path / "nope.csv"))
+    _refused(fb, "sound file .* not found", sound=str(tmp_path / "nope.wav"))
+    _refused(fb, "library folder .* not found", library=str(tmp_path / "nolib"))
+    _refused(fb, "depth images .* not found", depth="IMAGES", depth_path=str(tmp_path / "nodepth"))
+    _refused(fb, "no reconstructed point", depth="BUNDLE")
+    _refused(fb, "no track called 'Dog'", track="Dog")
+    _refused(fb, "no Speaker called 'Nope'", speaker="Nope")
