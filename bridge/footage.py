@@ -109,8 +109,8 @@ def _engine_run(engine, op: str, request: dict) -> dict:
         ``depth_maps`` {frame: ``.npy`` path}; ``kind`` ("z" or "range"),
         ``patch``, ``depth_offset`` (metres), ``smooth``.
         ``image``: ``camera``, ``frame``, ``depth_map`` (``.npy`` path),
-        ``regions`` (list of {"name", "box"} or {"name", "mask": ``.npy`` path})
-        or ``labels`` (``.npy`` path) with ``label_names`` {label: name}; ``kind``.
+        ``regions`` (list of {"name", "box"} or {"name", "mask": ``.npy`` path}; a
+        segmentation image arrives as one mask per label), ``kind``.
         ``match``: ``names``, ``folder``.
     """
     if op == "match":
@@ -143,18 +143,18 @@ def _engine_run(engine, op: str, request: dict) -> dict:
                           "outlier_frames": [int(f) for f in clean.outlier_frames],
                           "gap_frames": [int(f) for f in clean.gap_frames]}}
     if op == "image":
+        import inspect
+
         depth_map = np.load(request["depth_map"])
-        if request.get("labels"):
-            regions = np.load(request["labels"])
-            names = {int(k): v for k, v in (request.get("label_names") or {}).items()}
-        else:
-            regions = [np.load(r["mask"]) if r.get("mask") else tuple(r["box"]) for r in request["regions"]]
-            names = [r["name"] for r in request["regions"]]
-        found = _api(engine, "sources_from_image")(camera, int(request["frame"]), depth_map, regions,
-                                                    names=names or None, kind=kind)
-        return {"sources": [{"name": str(s["name"]), "position": np.asarray(s["position"], float).tolist(),
+        regions = [np.load(r["mask"]) if r.get("mask") else tuple(float(v) for v in r["box"])
+                   for r in request["regions"]]
+        fn = _api(engine, "sources_from_image")
+        kw = {"kind": kind} if "kind" in inspect.signature(fn).parameters else {}
+        found = fn(camera, int(request["frame"]), depth_map, regions, **kw)
+        # One result per region, in order: the names are the bridge's (the user's region names).
+        return {"sources": [{"name": r["name"], "position": np.asarray(s["position"], float).tolist(),
                              "pixel": np.asarray(s["pixel"], float).tolist(), "depth": float(s["depth"]),
-                             "n_pixels": int(s["n_pixels"])} for s in found]}
+                             "n_pixels": int(s["n_pixels"])} for r, s in zip(request["regions"], found)]}
     raise ValueError(f"unknown footage operation {op!r}")
 
 
@@ -972,3 +972,171 @@ def source_from_track(context, *, clip: str = "", track: str = "", csv_path: str
             "interpolation": "LINEAR", **figures}
     spk[PROP] = json.dumps(info)
     return spk, {"figures": figures, "notes": notes, "sound": sound_note, "frames": (int(cf[0]), int(cf[-1]))}
+
+
+# --------------------------------------------------------------------------- stills -> speakers
+def image_array(ref, *, data: bool = True) -> np.ndarray:
+    """(H, W) first channel of an image datablock (by name) or an image / ``.npy`` file, top row first."""
+    img = bpy.data.images.get(str(ref))
+    if img is not None:
+        return image_pixels(img)
+    p = Path(bpy.path.abspath(str(ref)))
+    if p.suffix.lower() == ".npy" and p.is_file():
+        return np.asarray(np.load(p), np.float64)
+    if not p.is_file():
+        raise BridgeError(f"no image datablock or file called '{ref}': load the image or give its file")
+    return load_image_array(p, data=data)
+
+
+def label_array(ref) -> np.ndarray:
+    """Integer labels (H, W) of a segmentation image (datablock or file), top row first.
+
+    Float data (EXR, HDR, ``.npy``) holds the labels as they are; 8-bit images
+    read back as label / 255 and 16-bit ones (Blender loads them as float) as
+    label / 65535, so they are scaled back.
+    """
+    img = bpy.data.images.get(str(ref))
+    suffix = Path(img.filepath if img is not None else str(ref)).suffix.lower()
+    arr = image_array(ref)
+    if suffix not in (".npy", ".exr", ".hdr"):
+        is_float = img.is_float if img is not None else False
+        if img is None:
+            probe = bpy.data.images.load(str(Path(bpy.path.abspath(str(ref)))), check_existing=False)
+            is_float = probe.is_float
+            bpy.data.images.remove(probe)
+        arr = arr * (65535.0 if is_float else 255.0)
+    return np.rint(np.nan_to_num(arr)).astype(np.int64)
+
+
+def parse_regions(regions, regions_json: str = "") -> list:
+    """Regions from the operator's list and/or JSON text or file: ``[{"name", "box"} | {"name", "mask"}]``."""
+    out = [dict(r) for r in regions or []]
+    if regions_json:
+        text = regions_json
+        p = Path(bpy.path.abspath(regions_json))
+        if not regions_json.lstrip().startswith(("[", "{")):
+            if not p.is_file():
+                raise BridgeError(f"regions file '{p}' not found: give a JSON list of {{\"name\", \"box\"}}")
+            text = p.read_text(encoding="utf-8")
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise BridgeError(f"regions '{regions_json}': not valid JSON ({e.msg}, line {e.lineno})") from None
+        if isinstance(doc, dict):  # {"dog": [x0, y0, x1, y1], ...}
+            doc = [{"name": k, "box": v} for k, v in doc.items()]
+        if not isinstance(doc, list):
+            raise BridgeError(f"regions '{regions_json}': expected a list of {{\"name\", \"box\" or \"mask\"}}")
+        out += doc
+    for i, r in enumerate(out):
+        if not isinstance(r, dict) or ("box" not in r and "mask" not in r):
+            raise BridgeError(f"region {i + 1}: give a \"box\" [x0, y0, x1, y1] in pixels or a \"mask\" image")
+        r.setdefault("name", f"Region {i + 1}")
+        if "box" in r:
+            try:
+                box = [float(v) for v in r["box"]]
+            except (TypeError, ValueError):
+                box = []
+            if len(box) != 4 or not (box[2] > box[0] and box[3] > box[1]):
+                raise BridgeError(f"region '{r['name']}': box {r['box']!r} must be [x0, y0, x1, y1] with x1 > x0 "
+                                  "and y1 > y0 (pixels from the top-left corner)")
+            r["box"] = box
+    return out
+
+
+def sources_from_image(context, *, depth: str, depth_kind: str = "z", depth_scale: float = 1.0, regions=(),
+                       regions_json: str = "", segmentation: str = "", label_names: str = "", camera: str = "",
+                       frame: int | None = None, library: str = "", mode: str = "auto", python: str = ""):
+    """One Speaker per image region at its 3-D centre (engine ``sources_from_image``).
+
+    Parameters
+    ----------
+    depth : str
+        Image datablock name or file (EXR, PNG, ``.npy``): depth per pixel,
+        x ``depth_scale`` = metres; its size is the image's pixel grid.
+    regions, regions_json : list of dict, str
+        Boxes ``[x0, y0, x1, y1]`` (pixels, top-left origin) or masks (image
+        files, non-zero = inside), with names.
+    segmentation, label_names : str
+        A label image (one region per non-zero label) and JSON ``{label: name}``.
+    camera, frame
+        The camera (empty: the scene camera) evaluated at ``frame`` (the frame the image shows).
+    library : str
+        Folder of sounds matched to the region names.
+
+    Returns
+    -------
+    (list of speaker objects, report dict with ``notes``, ``depths``, ``sources``)
+    """
+    scene = context.scene
+    frame = scene.frame_current if frame is None else int(frame)
+    if not depth:
+        raise BridgeError("no depth map given: pick the depth image of the frame (EXR, PNG or .npy)")
+    cam = scene.objects.get(camera) if camera else scene.camera
+    if cam is None or cam.type != "CAMERA":
+        raise BridgeError(f"no camera {camera!r}: set the scene camera or choose one in Camera" if camera else
+                          "no camera: set the scene camera (Scene properties) or choose one in Camera")
+    if library and not Path(bpy.path.abspath(library)).is_dir():
+        raise BridgeError(f"sound library folder '{bpy.path.abspath(library)}' not found: pick a folder of sounds")
+    dmap = image_array(depth) * float(depth_scale)
+    dmap = np.where(np.isfinite(dmap) & (dmap > 0) & (dmap < NO_HIT_DEPTH), dmap, np.nan)
+    h, w = dmap.shape
+    regs = parse_regions(regions, regions_json)
+    masks = {}
+    for r in regs:
+        if "mask" in r:
+            m = image_array(r["mask"]) > 0.5 / 255
+            if m.shape != (h, w):
+                raise BridgeError(f"region '{r['name']}': mask is {m.shape[1]} x {m.shape[0]} px but the depth map is "
+                                  f"{w} x {h}: give them the same size")
+            masks[r["name"]] = m
+    if segmentation:
+        labels = label_array(segmentation)
+        if labels.shape != (h, w):
+            raise BridgeError(f"segmentation '{segmentation}' is {labels.shape[1]} x {labels.shape[0]} px but the "
+                              f"depth map is {w} x {h}: give them the same size")
+        try:
+            names = {int(k): str(v) for k, v in json.loads(label_names).items()} if label_names else {}
+        except (json.JSONDecodeError, AttributeError, ValueError):
+            raise BridgeError(f"label names {label_names!r}: give JSON like {{\"1\": \"dog\", \"2\": \"car\"}}") \
+                from None
+        for lab in np.unique(labels):
+            if lab != 0:
+                name = names.get(int(lab), f"Label {int(lab)}")
+                masks[name] = labels == lab
+                regs.append({"name": name, "mask": name})
+    if not regs:
+        raise BridgeError("no regions given: add boxes, masks (Regions JSON) or a segmentation image")
+    sampled = sample_camera(scene, cam, [frame], (w, h))
+    notes = []
+    with tempfile.TemporaryDirectory(prefix="soundstage-footage-") as tmp:
+        np.save(Path(tmp) / "depth.npy", dmap)
+        req_regions = []
+        for i, r in enumerate(regs):
+            if "mask" in r:
+                mp = Path(tmp) / f"mask_{i}.npy"
+                np.save(mp, masks[r["name"]])
+                req_regions.append({"name": r["name"], "mask": str(mp)})
+            else:
+                req_regions.append({"name": r["name"], "box": r["box"]})
+        request = {"camera": camera_json(cam, [frame], sampled, (w, h)), "frame": frame,
+                   "depth_map": str(Path(tmp) / "depth.npy"), "regions": req_regions,
+                   "kind": "range" if depth_kind.lower() == "range" else "z"}
+        found = call_engine("image", request, mode=mode, python=python)["sources"]
+    ok = [s for s in found if np.all(np.isfinite(s["position"]))]
+    for s in found:
+        if s not in ok:
+            notes.append(f"region '{s['name']}' has no valid depth: no source made for it")
+    if not ok:
+        raise BridgeError(f"no region has a valid depth in '{depth}' (frame {frame}): check the depth map")
+    sounds = match_sounds([s["name"] for s in ok], library, mode=mode, python=python) if library else {}
+    for s in ok:
+        if library and s["name"] not in sounds:
+            notes.append(f"no sound in library '{library}' matches '{s['name']}'")
+    made = []
+    for s in ok:
+        snd = load_sound(sounds[s["name"]]) if s["name"] in sounds else None
+        spk = add_speaker(context, s["name"], s["position"], start_frame=scene.frame_start, sound=snd)
+        spk[PROP] = json.dumps({"source": "image", "region": s["name"], "frame": frame, "camera": cam.name,
+                                "pixel": s["pixel"], "depth": s["depth"], "n_pixels": s["n_pixels"]})
+        made.append(spk)
+    return made, {"notes": notes, "depths": [s["depth"] for s in ok], "sources": ok}

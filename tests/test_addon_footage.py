@@ -167,7 +167,8 @@ def median_error(path, tr, frames=FRAMES):
 
 # --------------------------------------------------------------------------- registration
 def test_operators_and_panel_are_registered(fb):
-    for name in ("source_from_track",):
+    assert hasattr(bpy.types, "VIEW3D_PT_soundstage_footage") and hasattr(bpy.types.Scene, "soundstage_footage")
+    for name in ("source_from_track", "sources_from_image"):
         assert hasattr(bpy.types, f"SOUNDSTAGE_OT_{name}")
         assert getattr(bpy.ops.soundstage, name).poll() in (True, False)
 
@@ -317,3 +318,55 @@ def test_missing_files_and_bad_choices_are_one_line(fb, frames_dir, tmp_path):
     _refused(fb, "no reconstructed point", depth="BUNDLE")
     _refused(fb, "no track called 'Dog'", track="Dog")
     _refused(fb, "no Speaker called 'Nope'", speaker="Nope")
+
+
+# --------------------------------------------------------------------------- stills
+def _engine_regions():
+    import soundstage.footage as engine
+
+    if not hasattr(engine, "sources_from_image"):
+        pytest.skip("the engine's sources_from_image has not landed yet")
+
+
+def test_image_regions_become_speakers_at_their_centres(fb, tmp_path):
+    """Boxes, a mask and a segmentation image around projected points at a known z-depth."""
+    _engine_regions()
+    from bpy_extras.object_utils import world_to_camera_view
+
+    scene, cam, ball = build_scene()
+    scene.frame_set(10)
+    m = np.array(cam.matrix_world)
+    # Three points in front of the camera at z-depth 3, 4 and 5 m.
+    local = np.array([[-0.8, 0.2, -3.0], [0.5, -0.3, -4.0], [1.5, 0.6, -5.0]])
+    pts = local @ m[:3, :3].T + m[:3, 3]
+    px = []
+    for p in pts:
+        v = world_to_camera_view(scene, cam, __import__("mathutils").Vector(p.tolist()))
+        px.append(fb.bridge.marker_pixels((v.x, v.y), (0, 0), (W, H)))
+    depth = np.full((H, W), np.nan)
+    labels = np.zeros((H, W), np.int64)
+    boxes = []
+    for k, ((x, y), z) in enumerate(zip(px, (3.0, 4.0, 5.0))):
+        x0, y0, x1, y1 = int(x) - 6, int(y) - 6, int(x) + 7, int(y) + 7
+        depth[y0:y1, x0:x1] = z
+        labels[y0:y1, x0:x1] = k + 1
+        boxes.append([x0, y0, x1, y1])
+    np.save(tmp_path / "depth.npy", depth)
+    np.save(tmp_path / "labels.npy", labels)
+    regions = json.dumps([{"name": "Dog", "box": boxes[0]}, {"name": "Car", "box": boxes[1]}])
+    assert bpy.ops.soundstage.sources_from_image(depth=str(tmp_path / "depth.npy"), regions_json=regions,
+                                                 frame=10) == {"FINISHED"}
+    for name, p in (("Dog", pts[0]), ("Car", pts[1])):
+        spk = scene.objects[name]
+        assert spk.type == "SPEAKER"
+        assert np.linalg.norm(np.array(spk.location) - p) < 0.05
+    assert bpy.ops.soundstage.sources_from_image(depth=str(tmp_path / "depth.npy"),
+                                                 segmentation=str(tmp_path / "labels.npy"),
+                                                 label_names='{"3": "Bird"}', frame=10) == {"FINISHED"}
+    assert np.linalg.norm(np.array(scene.objects["Bird"].location) - pts[2]) < 0.05
+    assert np.linalg.norm(np.array(scene.objects["Label 1"].location) - pts[0]) < 0.05
+    with pytest.raises(RuntimeError, match="box .* must be"):
+        bpy.ops.soundstage.sources_from_image(depth=str(tmp_path / "depth.npy"),
+                                              regions_json='[{"name": "Bad", "box": [5, 5, 2, 9]}]')
+    with pytest.raises(RuntimeError, match="no image datablock or file called"):
+        bpy.ops.soundstage.sources_from_image(depth=str(tmp_path / "none.exr"), regions_json=regions)
