@@ -235,6 +235,10 @@ def test_depth_image_sequence_gives_the_path(fb, frames_dir, tmp_path):
     assert bpy.ops.soundstage.source_from_track(depth="IMAGES", depth_path=str(folder), depth_kind="Z",
                                                 depth_frame_offset=-100) == {"FINISHED"}
     err = median_error(speaker_path(scene, bpy.context.active_object), tr)
+    if bpy.app.version < (5, 0, 0) and err > 1.0:
+        # Measured with the bpy 4.5 module: a float EXR round trip (Image.save then images.load) comes
+        # back sRGB-encoded (4.321 -> 1.886) whatever colour space is set; bpy 5.0 reads it as written.
+        pytest.xfail(f"bpy {bpy.app.version_string}: EXR pixels come back colour-transformed (error {err:.2f} m)")
     assert err < 0.05, err
     # Without the offset no file belongs to the track's frames: one line that says so.
     rep = fb.bridge
@@ -370,3 +374,19 @@ def test_image_regions_become_speakers_at_their_centres(fb, tmp_path):
                                               regions_json='[{"name": "Bad", "box": [5, 5, 2, 9]}]')
     with pytest.raises(RuntimeError, match="no image datablock or file called"):
         bpy.ops.soundstage.sources_from_image(depth=str(tmp_path / "none.exr"), regions_json=regions)
+
+
+def test_worker_process_gives_the_same_path(fb, frames_dir, monkeypatch):
+    """Real Blender has no SciPy: the engine then runs in its own environment (one-shot worker)."""
+    import sys
+
+    monkeypatch.setenv("SOUNDSTAGE_PYTHON", sys.executable)
+    scene, cam, ball = build_scene()
+    tr = truth(scene, cam, ball)
+    make_clip(frames_dir, tr)
+    a, rep_a = fb.bridge.source_from_track(bpy.context, depth_offset=RADIUS, mode="inprocess")
+    path_a = speaker_path(scene, a)
+    b, rep_b = fb.bridge.source_from_track(bpy.context, depth_offset=RADIUS, mode="worker")
+    path_b = speaker_path(scene, b)
+    assert rep_a["figures"] == rep_b["figures"]
+    assert max(np.linalg.norm(path_a[f] - path_b[f]) for f in FRAMES) < 1e-6
