@@ -14,12 +14,16 @@ Conventions are in docs/footage.md.
 
 from soundstage.footage.camera import Camera, read_camera
 from soundstage.footage.clean import CleanResult, clean_path
+from soundstage.footage.doa import estimate_doa, evaluate_doa, evaluate_job_doa, truth_from_job
 from soundstage.footage.depth import DepthSequence, DepthValues, read_depth_map, read_pfm
 from soundstage.footage.lift import LiftResult, lift_track
+from soundstage.footage.library import match_library
+from soundstage.footage.regions import sources_from_image
 from soundstage.footage.synthetic import SyntheticShot, synthetic_shot
 from soundstage.footage.track import Track, read_track_csv
 
 __all__ = [
     "Camera", "read_camera", "Track", "read_track_csv", "DepthSequence", "DepthValues", "read_depth_map",
-    "read_pfm", "LiftResult", "lift_track", "CleanResult", "clean_path", "SyntheticShot", "synthetic_shot",
+    "read_pfm", "estimate_doa", "evaluate_doa", "evaluate_job_doa", "truth_from_job", "match_library",
+    "sources_from_image", "LiftResult", "lift_track", "CleanResult", "clean_path", "SyntheticShot", "synthetic_shot",
 ]

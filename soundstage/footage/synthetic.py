@@ -148,7 +148,7 @@ class SyntheticShot:
 
 
 def synthetic_shot(seed: int = 0, *, seconds: float = 3.0, noise_px: float = 5.0, outlier_fraction: float = 0.10,
-                   resolution=(640, 360), lens_mm: float = 35.0) -> SyntheticShot:
+                   resolution=(640, 360), lens_mm: float = 24.0) -> SyntheticShot:
     """Build the synthetic shot.
 
     Parameters
@@ -176,14 +176,14 @@ def synthetic_shot(seed: int = 0, *, seconds: float = 3.0, noise_px: float = 5.0
     s = t / max(t[-1], 1e-9)  # 0..1 through the shot
     ph = rng.uniform(0, 2 * np.pi, 3)
     # Ball: an arc from the camera's front right to its front left, near ear height.
-    ang = np.radians(-35 + 110 * s)
+    ang = np.radians(-40 + 85 * s)
     centre = np.stack([1.2 + 2.6 * np.cos(ang) + 0.1 * np.sin(2 * np.pi * s + ph[0]),
                        2.4 + 2.0 * np.sin(ang) + 0.1 * np.sin(2 * np.pi * s + ph[1]),
                        1.5 + 0.15 * np.sin(2 * np.pi * s + ph[2])], axis=1)
-    # Camera: dollies 0.8 m and pans after the ball with a lag.
+    # Camera: dollies 0.8 m and pans part of the way after the ball, so the ball crosses
+    # the frame (about 25 degrees right of the axis to 28 degrees left).
     cam_pos = np.stack([1.0 + 0.5 * s, 2.0 + 0.6 * s, 1.6 + 0 * s], axis=1)
-    lag = np.clip(np.arange(n) - 6, 0, None)
-    target = 0.6 * centre[lag] + 0.4 * centre
+    target = 0.3 * centre + 0.7 * np.array([3.8, 2.6, 1.5])
     mats = np.stack([look_at(p, q) for p, q in zip(cam_pos, target)])
     camera = Camera(mats, frames, lens_mm, 36.0, resolution, name="SyntheticCamera")
     uv_true, front = camera.project(frames, centre)
