@@ -6,10 +6,11 @@ register -> unregister -> register is clean. Operators stay thin and call
 ``bridge``.
 """
 
-from . import footage, impacts, operators, panels, prefs, properties, splats
+from . import fields, footage, impacts, operators, panels, prefs, properties, splats
 
-# splats and impacts after panels: their sidebar panels are children of theirs.
-MODULES = (properties, prefs, operators, panels, splats, impacts, footage)
+# splats, impacts and fields after panels: their sidebar panels are children of theirs
+# (fields also appends to the camera and listener panels).
+MODULES = (properties, prefs, operators, panels, splats, impacts, footage, fields)
 
 
 def register():

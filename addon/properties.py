@@ -1,8 +1,8 @@
 """Soundstage's data on Blender datablocks.
 
 * ``Scene.soundstage``: output folder, format, quality, timeline channel.
-* ``Object.soundstage``: ``acoustic`` (a mesh is room geometry), ``listener``
-  and ``hrtf`` (cameras).
+* ``Object.soundstage``: ``acoustic`` (a mesh is room geometry), ``listener``,
+  ``hrtf``, ``acoustics`` and ``field_model`` (cameras: simulator or learned field).
 * ``Material.soundstage``: how the material sounds (auto guess, library
   material, or custom octave bands).
 * ``WindowManager.soundstage_bake``: the running bake's progress (not saved).
@@ -25,6 +25,11 @@ FORMAT_ITEMS = [
     ("STEREO", "Stereo", "Two channels, amplitude panned for loudspeakers", 1),
     ("AMBIX", "AmbiX", "Ambisonics, ACN order and SN3D normalisation (VR and 360 video)", 2),
     ("SURROUND_51", "5.1", "L R C LFE Ls Rs at ITU-R BS.775 angles", 3),
+]
+
+ACOUSTICS_ITEMS = [
+    ("SIMULATOR", "Simulator", "Bake with the room simulator (geometry, materials, HRTF)", 0),
+    ("FIELD", "Learned Field", "Bake with an acoustic field trained on a recording walk (binaural only)", 1),
 ]
 
 MODE_ITEMS = [
@@ -87,6 +92,12 @@ class SoundstageObjectSettings(bpy.types.PropertyGroup):
                                        "the scene camera is the listener)")
     hrtf: StringProperty(name="HRTF", subtype="FILE_PATH", default="",
                          description="SOFA file with head-related impulse responses (empty: the built-in MIT KEMAR)")
+    # Here rather than in addon/fields.py: headless/render.py registers this module alone and must honour it.
+    acoustics: EnumProperty(name="Acoustics", items=ACOUSTICS_ITEMS, default="SIMULATOR",
+                            description="What this listener's bake hears: the room simulator or a learned field")
+    field_model: StringProperty(name="Field Model", subtype="FILE_PATH", default="",
+                                description="Model file (.pt) of a field trained with Soundstage > Learned Field "
+                                            "or `soundstage field train`")
 
 
 class SoundstageSceneSettings(bpy.types.PropertyGroup):

@@ -11,7 +11,9 @@ timer, Esc calls ``cancel``), by the operator's blocking ``execute`` and by
 2. ``start()`` then ``poll()`` until it returns a final state: impact hits
    gathered by the export are synthesised first (``bridge.impacts``; modal
    analysis can take seconds, so never on the main thread), then the engine
-   bakes the jobs one after the other (``bridge.runner``) into the staging folder.
+   bakes the jobs one after the other (``bridge.runner``) into the staging folder;
+   a listener whose camera uses a learned field runs the worker's
+   ``field-render`` task with its model instead (``bridge.fields``).
 3. ``finish()`` on the main thread: only when every job succeeded are the
    files moved into place (``os.replace``) and the strips replaced
    (``bridge.timeline``). On error or cancel, ``finish()`` deletes the staging
@@ -27,7 +29,7 @@ from pathlib import Path
 import bpy
 
 from . import export as exporter
-from . import paths, timeline
+from . import fields, paths, timeline
 from .errors import BakeCancelled, BridgeError
 from .runner import make_runner
 
@@ -46,6 +48,8 @@ class Track:
     final: Path
     info: dict = field(default_factory=dict)
     strip: str | None = None
+    #: The learned field's model file, or None for the simulator.
+    model: Path | None = None
 
 
 class BakeSession:
@@ -120,6 +124,7 @@ class BakeSession:
             if name in finals:
                 raise BridgeError(f"cameras '{finals[name]}' and '{c.name}' would both write {name}; rename one")
             finals[name] = c.name
+        models = fields.listener_models(cams, fmt)
         self.staging = paths.make_staging_dir(self.out_dir)
         try:
             ex = exporter.export_scene(scene, fmt=fmt, frames=self.frames, listener=self.listener,
@@ -136,10 +141,11 @@ class BakeSession:
                 job["output"] = dict(job["output"], path=str(staged))
                 job_path = self.staging / (Path(name).stem + ".job.json")
                 job_path.write_text(json.dumps(job), encoding="utf-8")
-                self.tracks.append(Track(ej.listener, fmt, job_path, staged, final))
-            self._runner_factory = lambda: make_runner(self.mode, self.python)
+                self.tracks.append(Track(ej.listener, fmt, job_path, staged, final, model=models[ej.listener]))
+            self._runner_factory = lambda t: make_runner(self.mode, self.python,
+                                                         needs=fields.RENDER_MODULE if t.model else "soundstage.bake")
             # Fail now (not in the middle) if the engine cannot be found.
-            self._runner = self._runner_factory()
+            self._runner = self._runner_factory(self.tracks[0])
             self.runner_kind = self._runner.kind
         except BaseException:
             paths.remove_staging_dir(self.staging)
@@ -166,11 +172,14 @@ class BakeSession:
         self._index = i
         t = self.tracks[i]
         if i > 0:
-            self._runner = self._runner_factory()
+            self._runner = self._runner_factory(t)
         self.message = f"{t.listener}: starting"
         if self._cancel_requested:  # Esc before the engine started: it stops at its first check
             self._runner.cancel()
-        self._runner.start(t.job_path, t.staged)
+        if t.model is not None:
+            self._runner.start(t.job_path, t.staged, task="field-render", model=t.model)
+        else:
+            self._runner.start(t.job_path, t.staged)
 
     def poll(self) -> str:
         """Drain engine events; return the state (``running`` until done, error or cancelled)."""

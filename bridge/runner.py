@@ -10,7 +10,10 @@ the same bake runs in a thread of this process instead.
 Both runners look the same to the caller: ``start()``, then ``poll()`` on a
 timer (it never blocks) until a terminal event arrives, ``cancel()`` at any
 time. Events are dicts as in the worker protocol: ``progress``, ``done``,
-``error``, ``cancelled``.
+``error``, ``cancelled``. Besides a bake, a runner runs the worker's other
+tasks (``task="field-render"`` with a ``model``, ``task="field-train"`` with a
+training request instead of a job); those need torch, so ``make_runner`` is
+told which module must import before it chooses to run in-process.
 
 Finding the engine environment (first that works):
 1. the ``SOUNDSTAGE_PYTHON`` environment variable;
@@ -41,12 +44,12 @@ EXT_ROOT = Path(__file__).resolve().parents[1]
 TERMINAL = ("done", "error", "cancelled")
 
 
-def engine_importable() -> bool:
-    """True when ``soundstage.bake`` and its dependencies import here."""
+def engine_importable(module: str = "soundstage.bake") -> bool:
+    """True when ``module`` (default ``soundstage.bake``) and its dependencies import here."""
     try:
         if importlib.util.find_spec("soundstage") is None:
             return False
-        importlib.import_module("soundstage.bake")
+        importlib.import_module(module)
         return True
     except Exception:
         return False
@@ -100,19 +103,22 @@ class InProcessRunner:
         self._thread: threading.Thread | None = None
         self.finished = False
 
-    def start(self, job_path: Path, out_path: Path) -> None:
-        self._thread = threading.Thread(target=self._run, args=(Path(job_path), Path(out_path)), daemon=True)
+    def start(self, job_path: Path, out_path: Path | None = None, *, task: str = "bake",
+              model: Path | None = None) -> None:
+        """Run ``task`` (``soundstage.worker.run_task``) on a job or request file in a thread."""
+        self._thread = threading.Thread(target=self._run, args=(Path(job_path), out_path, task, model), daemon=True)
         self._thread.start()
 
-    def _run(self, job_path: Path, out_path: Path) -> None:
-        from soundstage.bake import bake
+    def _run(self, job_path: Path, out_path, task: str, model) -> None:
         from soundstage.errors import Cancelled, SoundstageError
+        from soundstage.worker import run_task
 
         def progress(fraction, message=""):
             self._events.put({"event": "progress", "fraction": float(fraction), "message": str(message)})
 
         try:
-            r = bake(job_path, out=out_path, progress=progress, cancel=self._cancel.is_set)
+            r = run_task(task, job_path, out=None if out_path is None else Path(out_path),
+                         model=None if model is None else str(model), progress=progress, cancel=self._cancel.is_set)
         except Cancelled:
             self._events.put({"event": "cancelled"})
         except SoundstageError as e:
@@ -121,7 +127,7 @@ class InProcessRunner:
             traceback.print_exc()
             self._events.put({"event": "error", "message": f"internal error in the engine: {type(e).__name__}: {e}"})
         else:
-            self._events.put({"event": "done", "path": str(r.path), "sidecar": str(r.sidecar), "info": r.info})
+            self._events.put({"event": "done", **r})
 
     def poll(self) -> list[dict]:
         out = []
@@ -160,9 +166,16 @@ class SubprocessRunner:
         self._readers: list[threading.Thread] = []
         self.finished = False
 
-    def command(self, job_path: Path, out_path: Path) -> list[str]:
-        return [str(self.python), "-m", "soundstage.worker", str(job_path), "--out", str(out_path),
-                "--cancel-on-eof"]
+    def command(self, job_path: Path, out_path: Path | None = None, *, task: str = "bake",
+                model: Path | None = None) -> list[str]:
+        cmd = [str(self.python), "-m", "soundstage.worker", str(job_path)]
+        if out_path is not None:
+            cmd += ["--out", str(out_path)]
+        if task != "bake":
+            cmd += ["--task", task]
+        if model is not None:
+            cmd += ["--model", str(model)]
+        return cmd + ["--cancel-on-eof"]
 
     def _env(self) -> dict:
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "PYTHONPATH")}
@@ -172,10 +185,12 @@ class SubprocessRunner:
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
-    def start(self, job_path: Path, out_path: Path) -> None:
+    def start(self, job_path: Path, out_path: Path | None = None, *, task: str = "bake",
+              model: Path | None = None) -> None:
+        """Start ``python -m soundstage.worker`` on a job or request file (``task`` as in the worker)."""
         try:
             self._proc = subprocess.Popen(
-                self.command(job_path, out_path), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                self.command(job_path, out_path, task=task, model=model), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace", bufsize=1,
                 env=self._env(), cwd=str(Path(job_path).parent),
             )
@@ -279,7 +294,7 @@ class SubprocessRunner:
         return list(self._stderr)
 
 
-def make_runner(mode: str = "auto", python: str = ""):
+def make_runner(mode: str = "auto", python: str = "", needs: str = "soundstage.bake"):
     """A runner for this environment.
 
     Parameters
@@ -288,12 +303,14 @@ def make_runner(mode: str = "auto", python: str = ""):
         ``auto`` runs in-process when the engine imports here, else a worker.
     python : str
         Engine Python preference, used for the worker.
+    needs : str
+        The module the task needs (``soundstage.field.render`` for a field: torch).
     """
     if mode not in ("auto", "inprocess", "worker"):
         raise BridgeError(f"unknown engine mode '{mode}' (auto, inprocess or worker)")
-    if mode == "inprocess" or (mode == "auto" and engine_importable()):
-        if not engine_importable():
-            raise BridgeError("the Soundstage engine does not import in this Python; use the worker mode")
+    if mode == "inprocess" or (mode == "auto" and engine_importable(needs)):
+        if not engine_importable(needs):
+            raise BridgeError(f"the Soundstage engine ({needs}) does not import in this Python; use the worker mode")
         return InProcessRunner()
     return SubprocessRunner(find_engine_python(python))
 
