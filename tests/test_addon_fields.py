@@ -342,7 +342,7 @@ def test_training_cancel_then_resume(fb, walk, tmp_path):
     """Esc stops training between steps, writes no model, keeps the checkpoint; Resume finishes from it."""
     scene, _c, _s = walk_scene(walk)
     model = tmp_path / "m.pt"
-    kw = dict(recording=str(walk.recording), model=str(model), steps=10)
+    kw = dict(recording=str(walk.recording), model=str(model), steps=5)
     session = fb.bridge.TrainSession(scene, **kw)
     session.prepare()
     session.start()
@@ -361,5 +361,5 @@ def test_training_cancel_then_resume(fb, walk, tmp_path):
     assert "Resume continues" in str(e.value) and not model.exists()
     resumed = fb.bridge.TrainSession(scene, resume=True, **kw)
     result = resumed.run()
-    assert model.is_file() and result["info"]["fields"][0]["steps"] == 10
-    assert result["info"]["fields"][0]["steps_run"] < 10  # it continued, it did not start over
+    assert model.is_file() and result["info"]["fields"][0]["steps"] == 5
+    assert result["info"]["fields"][0]["steps_run"] < 5  # it continued, it did not start over
