@@ -66,7 +66,8 @@ class SoundstageFieldSettings(bpy.types.PropertyGroup):
     use_room: BoolProperty(name="Room from Acoustic Meshes", default=True,
                            description="Give the field the room's shape (scene features) from the acoustic meshes")
     model: StringProperty(name="Model File", subtype="FILE_PATH", default="",
-                          description="Where to write the field (.pt); empty: <output folder>/<scene>_<camera>_field.pt")
+                          description="Where to write the field (.pt); "
+                                      "empty: <output folder>/<scene>_<camera>_field.pt")
     preset: EnumProperty(name="Preset", items=PRESET_ITEMS, default="SMALL")
     steps: IntProperty(name="Steps", min=0, default=0,
                        description="Training steps (0: the preset's, 1000 for Small)")
@@ -154,6 +155,10 @@ the source speaker and the binaural recording"""
     def invoke(self, context, event):
         if context.window is None or bpy.app.background:
             return self.execute(context)
+        return self.start_modal(context)
+
+    def start_modal(self, context):
+        """Prepare on the main thread, start the engine, and hand over to ``modal`` on a timer."""
         session = self._session(context)
         try:
             session.prepare()

@@ -363,3 +363,103 @@ def test_training_cancel_then_resume(fb, walk, tmp_path):
     result = resumed.run()
     assert model.is_file() and result["info"]["fields"][0]["steps"] == 5
     assert result["info"]["fields"][0]["steps_run"] < 5  # it continued, it did not start over
+
+
+# --------------------------------------------------------------------------- the modal operator
+class FakeWM:
+    """What the modal operator uses of the window manager, recording the calls."""
+
+    def __init__(self):
+        self.calls = []
+        self.soundstage_field_train = types.SimpleNamespace(running=False, fraction=0.0, message="", last_result="")
+
+    def progress_begin(self, a, b):
+        self.calls.append("begin")
+
+    def progress_update(self, v):
+        assert 0.0 <= v <= 1.0
+        self.calls.append("update")
+
+    def progress_end(self):
+        self.calls.append("end")
+
+    def event_timer_add(self, step, window=None):
+        self.calls.append("timer")
+        return object()
+
+    def event_timer_remove(self, timer):
+        self.calls.append("timer_removed")
+
+    def modal_handler_add(self, op):
+        self.calls.append("modal")
+
+
+def _modal_train(fb, **props):
+    """An object carrying the Train Field operator's methods, as Blender binds them, and a stand-in context."""
+    cls = fb.addon.SOUNDSTAGE_OT_train_field
+    defaults = dict(recording="", recording_sound="", source="", camera="", offset=0.0, use_room=True, model="",
+                    preset="SMALL", steps=0, seed=0, resume=False, assign_to="")
+    op = types.SimpleNamespace(**{**defaults, **props}, _timer=None, reports=[])
+    for name in ("_session", "_succeeded", "start_modal", "modal", "_end"):
+        setattr(op, name, getattr(cls, name).__get__(op))
+    op.report = lambda kind, msg: op.reports.append((set(kind), msg))
+    wm, status = FakeWM(), []
+    ctx = types.SimpleNamespace(scene=bpy.context.scene, window_manager=wm, window=object(), screen=None,
+                                workspace=types.SimpleNamespace(status_text_set=status.append),
+                                preferences=bpy.context.preferences)
+    return op, ctx, wm, status
+
+
+def _drive(op, ctx, esc=False):
+    import time
+
+    timer = types.SimpleNamespace(type="TIMER", value="NOTHING")
+    if esc:
+        assert op.modal(ctx, types.SimpleNamespace(type="ESC", value="PRESS")) == {"RUNNING_MODAL"}
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 120:
+        result = op.modal(ctx, timer)
+        if result != {"PASS_THROUGH"}:
+            return result
+        time.sleep(0.01)
+    raise AssertionError("modal training never finished")
+
+
+def test_modal_training_shows_progress_and_escape_cancels(fb, walk, tmp_path):
+    scene, _c, _s = walk_scene(walk)
+    model = tmp_path / "m.pt"
+    op, ctx, wm, status = _modal_train(fb, recording=str(walk.recording), model=str(model), steps=2)
+    assert op.start_modal(ctx) == {"RUNNING_MODAL"}
+    # While it runs the sidebar panel offers Cancel, not Train, and a progress bar.
+    calls = []
+
+    class Layout:
+        def __getattr__(self, name):
+            def f(*args, **kw):
+                calls.append((name, args))
+                return Layout()
+            return f
+
+    fb.addon.VIEW3D_PT_soundstage_field.draw(types.SimpleNamespace(layout=Layout()), bpy.context)
+    ops = [a[0] for name, a in calls if name == "operator"]
+    assert ops == ["soundstage.cancel_training"] and any(name == "progress" for name, _a in calls)
+    assert _drive(op, ctx) == {"FINISHED"}
+    assert model.is_file() and wm.calls[:3] == ["begin", "timer", "modal"] and wm.calls[-2:] == ["timer_removed", "end"]
+    assert any(isinstance(s, str) and "Esc to cancel" in s for s in status) and status[-1] is None
+    assert "Trained field 'Speaker'" in wm.soundstage_field_train.last_result
+    assert fb.addon.active_training() is None
+    # Esc right after the start: nothing written, the operator says so.
+    model.unlink()
+    op, ctx, wm, status = _modal_train(fb, recording=str(walk.recording), model=str(model), steps=50)
+    assert op.start_modal(ctx) == {"RUNNING_MODAL"}
+    assert _drive(op, ctx, esc=True) == {"CANCELLED"}
+    assert not model.exists() and any("training cancelled" in m for _k, m in op.reports)
+    assert fb.addon.active_training() is None and not wm.soundstage_field_train.running
+
+
+def test_modal_training_input_error_is_reported_not_raised(fb, walk, tmp_path):
+    walk_scene(walk)
+    op, ctx, wm, _status = _modal_train(fb, recording=str(tmp_path / "absent.wav"), model=str(tmp_path / "m.pt"))
+    assert op.start_modal(ctx) == {"CANCELLED"}
+    assert op.reports[0][0] == {"ERROR"} and "absent.wav" in op.reports[0][1]
+    assert fb.addon.active_training() is None and "begin" not in wm.calls
