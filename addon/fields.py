@@ -1,10 +1,10 @@
 """Learned acoustic fields in the UI: per-listener choice, and training a field from a capture.
 
 * The camera's Soundstage Listener panel and the sidebar's Listeners list get
-  an "Acoustics" choice (Simulator / Learned Field) and the model file
+  an "Acoustics" sub-panel: Simulator or Learned Field, and the model file
   (``Object.soundstage.acoustics`` / ``field_model``, in ``addon.properties``
-  so that headless bakes honour them); drawn by functions appended to those
-  panels, so ``addon.panels`` stays as it is.
+  so that headless bakes honour them). Sub-panels rather than draw functions
+  appended to ``addon.panels``' classes, which would replace their ``draw``.
 * ``soundstage.train_field`` trains a field from a recording walk: modal from
   the UI (a thread or worker process trains, a timer shows progress, Esc
   cancels, Resume continues from the checkpoint), blocking from scripts.
@@ -264,7 +264,7 @@ def stop_training(timeout: float = 30.0) -> None:
 
 # --------------------------------------------------------------------------- drawing
 def draw_camera_acoustics(self, context):
-    """Appended to the camera's Soundstage Listener panel."""
+    """The camera's acoustics: simulator or field, the model file and whether it can bake."""
     obj = context.object
     if obj is None or obj.type != "CAMERA":
         return
@@ -288,12 +288,12 @@ def _model_status(layout, cam) -> None:
 
 
 def draw_listener_acoustics(self, context):
-    """Appended to the sidebar's Listeners panel: each listener's acoustics."""
+    """Each listener's acoustics, in the sidebar's Listeners list."""
     listeners = panels._listeners_or_none(context.scene)
     if not listeners:
+        self.layout.label(text="No listener", icon="INFO")
         return
     col = self.layout.column(align=True)
-    col.label(text="Acoustics")
     for cam in listeners:
         row = col.row(align=True)
         row.label(text=cam.name, icon="OUTLINER_OB_CAMERA")
@@ -312,6 +312,27 @@ def _train_op(layout, settings, text: str, icon: str, resume: bool):
     op.preset, op.steps, op.resume = settings.preset, settings.steps, resume
     op.assign_to = settings.assign_to.name if settings.assign_to else ""
     return op
+
+
+class DATA_PT_soundstage_camera_acoustics(bpy.types.Panel):
+    bl_label = "Acoustics"
+    bl_space_type = "PROPERTIES"
+    bl_region_type = "WINDOW"
+    bl_context = "data"
+    bl_parent_id = "DATA_PT_soundstage_camera"
+
+    @classmethod
+    def poll(cls, context):
+        return context.object is not None and context.object.type == "CAMERA"
+
+    draw = draw_camera_acoustics
+
+
+class VIEW3D_PT_soundstage_listener_acoustics(panels.SoundstageSidebar, bpy.types.Panel):
+    bl_label = "Acoustics"
+    bl_parent_id = "VIEW3D_PT_soundstage_listeners"
+
+    draw = draw_listener_acoustics
 
 
 class VIEW3D_PT_soundstage_field(panels.SoundstageSidebar, bpy.types.Panel):
@@ -367,14 +388,13 @@ def _checkpoint_exists(context, s) -> bool:
 
 
 CLASSES = (SoundstageFieldSettings, SoundstageTrainState, SOUNDSTAGE_OT_train_field,
-           SOUNDSTAGE_OT_cancel_training, VIEW3D_PT_soundstage_field)
+           SOUNDSTAGE_OT_cancel_training, DATA_PT_soundstage_camera_acoustics,
+           VIEW3D_PT_soundstage_listener_acoustics, VIEW3D_PT_soundstage_field)
 
 _POINTERS = (
     (bpy.types.Scene, "soundstage_field", SoundstageFieldSettings),
     (bpy.types.WindowManager, "soundstage_field_train", SoundstageTrainState),
 )
-_APPENDED = (("DATA_PT_soundstage_camera", draw_camera_acoustics),
-             ("VIEW3D_PT_soundstage_listeners", draw_listener_acoustics))
 
 
 def register():
@@ -382,16 +402,10 @@ def register():
         bpy.utils.register_class(cls)
     for owner, attr, cls in _POINTERS:
         setattr(owner, attr, PointerProperty(type=cls))
-    for panel, fn in _APPENDED:
-        getattr(bpy.types, panel).append(fn)
 
 
 def unregister():
     stop_training()
-    for panel, fn in _APPENDED:
-        cls = getattr(bpy.types, panel, None)
-        if cls is not None:
-            cls.remove(fn)
     for owner, attr, _cls in reversed(_POINTERS):
         if hasattr(owner, attr):
             delattr(owner, attr)

@@ -125,8 +125,11 @@ def read_wav(path):
 # --------------------------------------------------------------------------- registration
 def test_registered_and_unregister_is_clean(fb, ss):
     assert hasattr(bpy.ops.soundstage, "train_field") and hasattr(bpy.ops.soundstage, "cancel_training")
-    assert hasattr(bpy.types, "VIEW3D_PT_soundstage_field")
-    assert fb.addon.draw_camera_acoustics in bpy.types.DATA_PT_soundstage_camera._dyn_ui_initialize()
+    for panel in ("VIEW3D_PT_soundstage_field", "DATA_PT_soundstage_camera_acoustics",
+                  "VIEW3D_PT_soundstage_listener_acoustics"):
+        assert hasattr(bpy.types, panel), panel
+    assert bpy.types.DATA_PT_soundstage_camera_acoustics.bl_parent_id == "DATA_PT_soundstage_camera"
+    assert bpy.types.VIEW3D_PT_soundstage_listener_acoustics.bl_parent_id == "VIEW3D_PT_soundstage_listeners"
     cam = bpy.context.scene.camera
     assert cam.soundstage.acoustics == "SIMULATOR" and cam.soundstage.field_model == ""
     ss.addon.unregister()
@@ -137,10 +140,7 @@ def test_registered_and_unregister_is_clean(fb, ss):
             not hasattr(bpy.types, "SOUNDSTAGE_OT_train_field")
     finally:
         ss.addon.register()
-    assert hasattr(bpy.types.Scene, "soundstage_field")
-    # Appended once again, not twice.
-    funcs = bpy.types.DATA_PT_soundstage_camera._dyn_ui_initialize()
-    assert sum(f is fb.addon.draw_camera_acoustics for f in funcs) == 1
+    assert hasattr(bpy.types.Scene, "soundstage_field") and hasattr(bpy.types, "VIEW3D_PT_soundstage_field")
 
 
 def test_panels_draw_with_a_field_listener(fb, walk, tmp_path):
@@ -157,10 +157,14 @@ def test_panels_draw_with_a_field_listener(fb, walk, tmp_path):
             return f
 
     ctx = types.SimpleNamespace(object=cam, scene=bpy.context.scene)
-    fb.addon.draw_camera_acoustics(types.SimpleNamespace(layout=Layout()), ctx)
-    fb.addon.draw_listener_acoustics(types.SimpleNamespace(layout=Layout()), ctx)
+    assert fb.addon.DATA_PT_soundstage_camera_acoustics.poll(ctx)
+    fb.addon.DATA_PT_soundstage_camera_acoustics.draw(types.SimpleNamespace(layout=Layout()), ctx)
+    fb.addon.VIEW3D_PT_soundstage_listener_acoustics.draw(types.SimpleNamespace(layout=Layout()), ctx)
     labels = [kw.get("text", "") for name, _a, kw in calls if name == "label"]
     assert "Model file not found" in labels
+    known = set(bpy.types.UILayout.bl_rna.functions["label"].parameters["icon"].enum_items.keys())
+    icons = {kw["icon"] for _n, _a, kw in calls if "icon" in kw}
+    assert icons and icons <= known, icons - known
     props = [a[1] for name, a, _kw in calls if name == "prop"]
     assert props.count("acoustics") == 2 and "field_model" in props
 
@@ -339,12 +343,14 @@ def test_training_input_errors(fb, walk, tmp_path, case, pattern):
 
 
 def test_training_cancel_then_resume(fb, walk, tmp_path):
-    """Esc stops training between steps, writes no model, keeps the checkpoint; Resume finishes from it."""
+    """Esc stops a worker's training between steps, writes no model, keeps the checkpoint; Resume finishes it."""
     scene, _c, _s = walk_scene(walk)
     model = tmp_path / "m.pt"
     kw = dict(recording=str(walk.recording), model=str(model), steps=5)
-    session = fb.bridge.TrainSession(scene, **kw)
+    # The cancelled run in a worker process (as in real Blender: Esc reaches it through its stdin).
+    session = fb.bridge.TrainSession(scene, mode="worker", python=sys.executable, **kw)
     session.prepare()
+    assert session.runner_kind == "worker"
     session.start()
     import time
 
