@@ -190,6 +190,11 @@ def test_request_holds_the_walk_poses_times_and_room(fb, walk, tmp_path):
     assert req["options"] == {"preset": "small", "seed": 0, "steps": 100, "checkpoint_every": 10}
     assert Path(req["model"]) == tmp_path / "m.pt" and Path(req["capture_dir"]) == tmp_path / "m_capture"
     assert notes == []
+    # The recording may be a sound datablock instead of a file path.
+    snd = bpy.data.sounds.load(str(walk.recording))
+    req = fb.bridge.build_request(scene, recording_sound=snd.name, camera="Walker", source="Speaker",
+                                  model=str(tmp_path / "m.pt"))
+    assert Path(req["recording"]) == walk.recording.resolve() and "steps" not in req["options"]
 
 
 def test_train_operator_writes_a_checked_model_and_the_capture(trained, walk):
