@@ -101,11 +101,16 @@ def test_mark_acoustic(ss):
 class Recorder:
     """A stand-in for ``UILayout`` that validates what a draw function asks for."""
 
+    # Panels extended with ``Panel.append`` (the Learned Field rows) draw through Blender's
+    # dynamic-UI wrapper, which reads and restores the layout's operator context.
+    operator_context = "INVOKE_REGION_WIN"
+
     def __init__(self, log):
         object.__setattr__(self, "log", log)
 
     def __setattr__(self, name, value):  # alert, enabled, scale_y...
-        assert name in ("alert", "enabled", "active", "scale_y", "scale_x", "use_property_split"), name
+        assert name in ("alert", "enabled", "active", "scale_y", "scale_x", "use_property_split",
+                        "operator_context"), name
 
     def _child(self, *a, **k):
         return Recorder(self.log)
