@@ -8,7 +8,14 @@ its traceback.
 
 
 class SoundstageError(Exception):
-    """A problem with the user's input; ``str(err)`` is one line naming what and where."""
+    """A problem with the user's input; ``str(err)`` is one line naming what and where.
+
+    Messages quote user-given names (objects, fields, files) as they are; a line
+    break inside one is shown escaped (``\\n``) so the message stays one line.
+    """
+
+    def __str__(self) -> str:
+        return super().__str__().replace("\r", "\\r").replace("\n", "\\n")
 
 
 class JobError(SoundstageError):

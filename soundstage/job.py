@@ -22,6 +22,10 @@ from soundstage.errors import JobError
 
 SCHEMA_VERSION = 1
 MIN_RATE, MAX_RATE = 8000, 192000
+#: The longest timeline a job may span. Poses are held per frame in memory (one 4x4
+#: matrix each), so an absurd frame_end must be refused before anything is allocated;
+#: a million frames is over 11 hours at 24 fps.
+MAX_FRAMES = 1_000_000
 #: A source closer than this to the listener is "on top of" it (metres).
 MIN_DISTANCE = 0.1
 
@@ -241,6 +245,9 @@ def load_job(source, base_dir=None, *, out=None, fmt=None) -> Job:
     if fe < fs_:
         _fail("frame_end", f"{fe} is before frame_start {fs_}")
     n_frames = fe - fs_ + 1
+    if n_frames > MAX_FRAMES:
+        _fail("frame_end", f"frames {fs_}-{fe} are {n_frames} frames; a job spans at most {MAX_FRAMES:,} "
+                           "(check frame_start and frame_end, or split the bake)")
     c = _number(doc.get("speed_of_sound", 343.0), "speed_of_sound", lo=1.0, hi=10000.0)
 
     render = _render_options(doc.get("render", {}))
@@ -332,7 +339,12 @@ def _sources(srcs, n_frames: int, frame_start: int, base: Path) -> list[Source]:
 
 
 def _output(o, base: Path, out_override, fmt_override) -> Output:
-    o = dict(o or {})
+    if o is None:
+        o = {}
+    elif not isinstance(o, dict):
+        _fail("output", f"must be an object like {{\"format\": \"binaural\", \"path\": \"out.wav\"}}, "
+                        f"got {type(o).__name__} {o!r:.40}")
+    o = dict(o)
     _check_keys(o, {"format", "ambisonic_order", "path"}, "output")
     if fmt_override is not None:
         o["format"] = fmt_override
