@@ -76,3 +76,66 @@ def test_user_errors_exit_2_with_one_line(made, capsys, argv, message):
     rc = main([a.format(d=made) for a in argv])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and err[0].startswith("error: ") and message in err[0]
+
+
+def _capture_copy(made, name):
+    import shutil
+
+    dst = made / name
+    if dst.exists():
+        shutil.rmtree(dst)
+    shutil.copytree(made / "walk", dst)
+    return dst
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err and len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+def test_capture_out_of_step_exits_2_naming_the_fix(made, capsys):
+    import soundfile as sf
+
+    d = _capture_copy(made, "late")
+    rec, fs = sf.read(d / "recording.wav", always_2d=True)
+    sf.write(d / "recording.wav", np.concatenate([np.zeros((int(1.5 * fs), 2)), rec])[: len(rec)], fs,
+             subtype="FLOAT")  # the recorder was started 1.5 s before the speaker
+    assert main(["field", "train", str(d), "--out", str(made / "late.pt"), "--steps", "1", "--quiet"]) == 2
+    line = _one_error_line(capsys)
+    assert "capture.json" in line and "do not line up in time" in line and '"source_start_s": 1.5' in line
+    assert not (made / "late.pt").exists()
+
+
+def test_capture_with_a_missing_recording_exits_2(made, capsys):
+    d = _capture_copy(made, "norec")
+    (d / "recording.wav").unlink()
+    assert main(["field", "eval", str(made / "m.pt"), str(d)]) == 2
+    assert "recording.wav" in _one_error_line(capsys)
+
+
+@pytest.mark.parametrize("verb", ["info", "render", "eval"])
+def test_corrupt_checkpoint_exits_2_for_every_verb(made, capsys, verb):
+    good = (made / "m.pt").read_bytes()
+    (made / "cut.pt").write_bytes(good[: len(good) // 2])  # a copy interrupted half way
+    extra = {"info": [], "render": [str(made / "job.json")], "eval": [str(made / "walk")]}[verb]
+    (made / "job.json").write_text(json.dumps({"version": 1}))  # never read: the model is checked first
+    assert main(["field", verb, str(made / "cut.pt"), *extra]) == 2
+    assert "cut.pt" in _one_error_line(capsys)
+
+
+def test_render_outside_the_trained_area_warns_and_succeeds(made, capsys):
+    mats = np.tile(np.eye(4), (5, 1, 1))
+    mats[:, :3, 3] = [0.4, 0.4, 1.5]  # a corner the walk never went near
+    job = {"version": 1, "sample_rate": 22050, "fps": 10, "frame_start": 1, "frame_end": 5,
+           "listener": {"name": "Cam", "matrix_world": [m.reshape(-1).tolist() for m in mats]},
+           "sources": [{"name": "S", "audio": "walk/source.wav", "position": D.DEFAULT_SOURCE}],
+           "output": {"format": "binaural", "path": "out/far.wav"}}
+    (made / "far.json").write_text(json.dumps(job))
+    assert main(["field", "render", str(made / "m.pt"), str(made / "far.json"), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert any(x.startswith("warning: ") and "outside the trained area" in x for x in err.splitlines()), err
+    notes = json.loads((made / "out" / "far.json").read_text())["notes"]
+    assert any("outside the trained area" in n for n in notes)

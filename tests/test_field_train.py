@@ -87,6 +87,17 @@ def test_bad_options_and_outputs(walk, tmp_path):
         train_fields(walk, tmp_path / "m.pt", tiny(preset="huge"))
     with pytest.raises(SoundstageError, match="no capture.json"):
         train_fields(tmp_path, tmp_path / "m.pt", tiny())
+    with pytest.raises(SoundstageError, match="threads must be at least 1"):
+        train_fields(walk, tmp_path / "m.pt", tiny(threads=0))
+
+
+def test_thread_limit_applies_while_training_and_is_restored(walk, tmp_path):
+    before = torch.get_num_threads()
+    seen = []
+    train_fields(walk, tmp_path / "t.pt", tiny(steps=2, threads=1),
+                 progress=lambda f, m: seen.append(torch.get_num_threads()))
+    assert seen and set(seen) == {1}
+    assert torch.get_num_threads() == before
 
 
 def test_schedule_and_normaliser():

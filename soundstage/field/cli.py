@@ -35,7 +35,7 @@ def cmd_train(args) -> int:
     opts = TrainOptions(preset=args.preset, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                         scene=args.scene, use_direction=not args.no_direction,
                         conv=False if args.no_conv else None, checkpoint_every=args.checkpoint_every,
-                        device=args.device)
+                        device=args.device, threads=args.threads)
     res = train_fields(args.data, args.out, opts, resume=args.resume, progress=_printer(args))
     _done(args, path=str(res.path), fields=[{"source": f.source_name, "kind": f.kind, **f.info} for f in res.fields])
     if not args.json_progress:
@@ -78,10 +78,17 @@ def cmd_eval(args) -> int:
 
 
 def cmd_render(args) -> int:
+    import warnings
+
+    from soundstage.field.checkpoint import OutsideTrainedArea
     from soundstage.field.render import render_field_job
 
-    res = render_field_job(args.model, args.job, out=args.out, progress=_printer(args), device=args.device,
-                           griffin_lim=args.griffin_lim)
+    with warnings.catch_warnings():
+        # The same text is in the sidecar's notes and printed below as one "warning:" line;
+        # Python's own warning print would add the source line of the call.
+        warnings.simplefilter("ignore", OutsideTrainedArea)
+        res = render_field_job(args.model, args.job, out=args.out, progress=_printer(args), device=args.device,
+                               griffin_lim=args.griffin_lim)
     _done(args, path=str(res.path), sidecar=str(res.sidecar))
     i = res.info
     if not args.json_progress:
@@ -158,6 +165,8 @@ def add_parser(subparsers):
     t.add_argument("--resume", action="store_true", help="continue from <out stem>.train.pt if present")
     t.add_argument("--checkpoint-every", type=int, default=250, help="steps between training checkpoints")
     t.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    t.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: one per core; 1 is often faster on a busy machine)")
     _progress_flags(t)
     t.set_defaults(func=cmd_train)
 
