@@ -629,9 +629,9 @@ def load_image_array(path, *, data: bool = True) -> np.ndarray:
     except RuntimeError as e:
         raise BridgeError(f"cannot read image '{p}': {_one_line(e)}") from None
     try:
-        # Float files (EXR, HDR) are read as stored; marking them Non-Color after loading would
-        # re-encode them (measured: 4.32 -> 1.89). 16-bit PNG/TIFF are sRGB-decoded unless marked.
-        if data and p.suffix.lower() not in (".exr", ".hdr"):
+        # Non-Color: the numbers as stored in the file. Otherwise Blender converts from the colour
+        # space it guesses (bpy 5 takes an EXR's own tag, 4.5 assumes linear; 16-bit PNG/TIFF: sRGB).
+        if data:
             img.colorspace_settings.is_data = True
         return image_pixels(img)
     finally:

@@ -226,19 +226,20 @@ def test_depth_image_sequence_gives_the_path(fb, frames_dir, tmp_path):
     folder = tmp_path / "depth"
     folder.mkdir()
     img = bpy.data.images.new("depth", W // 2, H // 2, float_buffer=True)
-    img.file_format = "OPEN_EXR"
+    # Depth is data: without Non-Color a new float image is saved sRGB-encoded (4.321 stored as 1.886,
+    # checked by reading the file back with bpy 4.5 and 5.0 both ways), unlike a render's Z pass.
+    # (Measured: the file format must be set after the pixels; set before, a generated image saves its
+    # generated fill instead.)
+    img.colorspace_settings.name = "Non-Color"
     for f in FRAMES:
         img.pixels.foreach_set(np.full(W // 2 * H // 2 * 4, tr[f][2], np.float32))
         img.filepath_raw = str(folder / f"depth_{f + 100:04d}.exr")  # numbered like a render starting at 101
+        img.file_format = "OPEN_EXR"
         img.save()
     bpy.data.images.remove(img)
     assert bpy.ops.soundstage.source_from_track(depth="IMAGES", depth_path=str(folder), depth_kind="Z",
                                                 depth_frame_offset=-100) == {"FINISHED"}
     err = median_error(speaker_path(scene, bpy.context.active_object), tr)
-    if bpy.app.version < (5, 0, 0) and err > 1.0:
-        # Measured with the bpy 4.5 module: a float EXR round trip (Image.save then images.load) comes
-        # back sRGB-encoded (4.321 -> 1.886) whatever colour space is set; bpy 5.0 reads it as written.
-        pytest.xfail(f"bpy {bpy.app.version_string}: EXR pixels come back colour-transformed (error {err:.2f} m)")
     assert err < 0.05, err
     # Without the offset no file belongs to the track's frames: one line that says so.
     rep = fb.bridge
