@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.interpolate import PchipInterpolator
 from scipy.signal import savgol_filter
-from sklearn.cluster import DBSCAN
 
 from soundstage.errors import SoundstageError
 
@@ -122,6 +121,11 @@ def local_line_reference(frames: np.ndarray, x: np.ndarray, window: int) -> np.n
 
 
 def _dbscan_inliers(pos: np.ndarray, ref: np.ndarray, eps: float, min_samples: int) -> np.ndarray:
+    try:  # imported here so the rest of soundstage (and its command line) works without the extra
+        from sklearn.cluster import DBSCAN
+    except ImportError:
+        raise SoundstageError("cleaning a track needs scikit-learn: install Soundstage with its 'tracks' extra "
+                              "(pip install -e '.[tracks]')") from None
     resid = pos - ref
     labels = DBSCAN(eps=eps, min_samples=min_samples).fit_predict(resid)
     keep = labels >= 0
