@@ -25,6 +25,7 @@ from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, Po
 from ..bridge import fields as bfields
 from ..bridge.errors import BakeCancelled, BridgeError
 from . import panels, prefs
+from .modal import WorkerModal
 
 PRESET_ITEMS = [
     ("SMALL", "Small", "Trains in minutes on a laptop CPU (64 wide, 1000 steps)", 0),
@@ -83,7 +84,7 @@ class SoundstageTrainState(bpy.types.PropertyGroup):
 
 
 # --------------------------------------------------------------------------- operators
-class SOUNDSTAGE_OT_train_field(bpy.types.Operator):
+class SOUNDSTAGE_OT_train_field(WorkerModal, bpy.types.Operator):
     """Train a learned acoustic field from a recording walk: the capture camera's animation, \
 the source speaker and the binaural recording"""
 
@@ -109,7 +110,11 @@ the source speaker and the binaural recording"""
     assign_to: StringProperty(name="Use for Listener", default="",
                               description="After training, set this camera to bake with the new field")
 
-    _timer = None
+    # The modal half (invoke, start_modal, modal, _end) is WorkerModal's.
+    state_attr = "soundstage_field_train"
+    status_label = "Soundstage training"
+    registry = _active
+    timer_step = 0.2
 
     @classmethod
     def poll(cls, context):
@@ -150,78 +155,6 @@ the source speaker and the binaural recording"""
             _active["session"] = None
         self._succeeded(context, session)
         return {"FINISHED"}
-
-    # -------------------------------------------------------------- modal (UI)
-    def invoke(self, context, event):
-        if context.window is None or bpy.app.background:
-            return self.execute(context)
-        return self.start_modal(context)
-
-    def start_modal(self, context):
-        """Prepare on the main thread, start the engine, and hand over to ``modal`` on a timer."""
-        session = self._session(context)
-        try:
-            session.prepare()
-            session.start()
-        except BridgeError as e:
-            self.report({"ERROR"}, str(e))
-            return {"CANCELLED"}
-        _active["session"] = session
-        wm = context.window_manager
-        state = wm.soundstage_field_train
-        state.running, state.fraction, state.message = True, 0.0, "starting"
-        wm.progress_begin(0.0, 1.0)
-        self._timer = wm.event_timer_add(0.2, window=context.window)
-        wm.modal_handler_add(self)
-        return {"RUNNING_MODAL"}
-
-    def modal(self, context, event):
-        session = active_training()
-        if session is None:
-            return self._end(context, {"CANCELLED"})
-        wm = context.window_manager
-        if event.type == "ESC" and event.value == "PRESS":
-            session.cancel()
-            wm.soundstage_field_train.message = "cancelling..."
-            return {"RUNNING_MODAL"}
-        if event.type != "TIMER":
-            return {"PASS_THROUGH"}
-        state = session.poll()
-        wm.progress_update(session.fraction)
-        wm.soundstage_field_train.fraction = session.fraction
-        wm.soundstage_field_train.message = session.message
-        if context.workspace is not None:
-            context.workspace.status_text_set(
-                f"Soundstage training: {session.message} ({session.fraction * 100:.0f} %), Esc to cancel")
-        for area in context.screen.areas if context.screen else ():
-            if area.type in ("VIEW_3D", "PROPERTIES"):
-                area.tag_redraw()
-        if state == "running":
-            return {"PASS_THROUGH"}
-        try:
-            session.finish()
-        except BakeCancelled as e:
-            self.report({"WARNING"}, str(e))
-            wm.soundstage_field_train.last_result = str(e)
-            return self._end(context, {"CANCELLED"})
-        except BridgeError as e:
-            self.report({"ERROR"}, str(e))
-            wm.soundstage_field_train.last_result = f"Error: {e}"
-            return self._end(context, {"CANCELLED"})
-        self._succeeded(context, session)
-        return self._end(context, {"FINISHED"})
-
-    def _end(self, context, result):
-        wm = context.window_manager
-        if self._timer is not None:
-            wm.event_timer_remove(self._timer)
-            self._timer = None
-        wm.progress_end()
-        wm.soundstage_field_train.running = False
-        if context.workspace is not None:
-            context.workspace.status_text_set(None)
-        _active["session"] = None
-        return result
 
     def cancel(self, context):  # Blender calls this when the window closes mid-training
         stop_training()

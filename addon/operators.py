@@ -17,6 +17,7 @@ from bpy.props import BoolProperty, EnumProperty, StringProperty
 from ..bridge.errors import BakeCancelled, BridgeError
 from ..bridge.pipeline import BakeSession
 from . import prefs
+from .modal import WorkerModal
 from .properties import FORMAT_ITEMS
 
 FORMAT_CHOICES = [("SCENE", "Scene Setting", "Use the format set in Soundstage > Output", 0)] + [
@@ -41,7 +42,7 @@ def _report_warnings(op, session: BakeSession) -> None:
         op.report({"WARNING"}, w)
 
 
-class SOUNDSTAGE_OT_bake(bpy.types.Operator):
+class SOUNDSTAGE_OT_bake(WorkerModal, bpy.types.Operator):
     """Bake the sound heard by each listener camera and put it on the Video Sequencer"""
 
     bl_idname = "soundstage.bake"
@@ -52,7 +53,10 @@ class SOUNDSTAGE_OT_bake(bpy.types.Operator):
                              description="Bake only this camera (empty: every listener)")
     format: EnumProperty(name="Format", items=FORMAT_CHOICES, default="SCENE")
 
-    _timer = None
+    # The modal half (invoke, start_modal, modal, _end) is WorkerModal's.
+    state_attr = "soundstage_bake"
+    registry = _active
+    redraw_areas = ("VIEW_3D", "SEQUENCE_EDITOR", "PROPERTIES")
 
     @classmethod
     def poll(cls, context):
@@ -81,83 +85,10 @@ class SOUNDSTAGE_OT_bake(bpy.types.Operator):
         self.report({"INFO"}, _summary(session))
         return {"FINISHED"}
 
-    # -------------------------------------------------------------- modal (UI)
-    def invoke(self, context, event):
-        if context.window is None or bpy.app.background:
-            return self.execute(context)
-        return self.start_modal(context)
-
-    def start_modal(self, context):
-        """Prepare on the main thread, start the engine, and hand over to ``modal`` on a timer."""
-        session = self._session(context)
-        try:
-            session.prepare()
-            session.start()
-        except BridgeError as e:
-            self.report({"ERROR"}, str(e))
-            return {"CANCELLED"}
-        _active["session"] = session
-        wm = context.window_manager
-        state = wm.soundstage_bake
-        state.running, state.fraction, state.message = True, 0.0, "starting"
-        wm.progress_begin(0.0, 1.0)
-        self._timer = wm.event_timer_add(0.1, window=context.window)
-        wm.modal_handler_add(self)
-        self._status(context, session)
-        return {"RUNNING_MODAL"}
-
-    def _status(self, context, session) -> None:
-        text = f"Soundstage: {session.message} ({session.fraction * 100:.0f} %), Esc to cancel"
-        if context.workspace is not None:
-            context.workspace.status_text_set(text)
-
-    def modal(self, context, event):
-        session = active_session()
-        if session is None:
-            return self._end(context, {"CANCELLED"})
-        if event.type == "ESC" and event.value == "PRESS":
-            session.cancel()
-            context.window_manager.soundstage_bake.message = "cancelling..."
-            return {"RUNNING_MODAL"}
-        if event.type != "TIMER":
-            return {"PASS_THROUGH"}
-        state = session.poll()
-        wm = context.window_manager
-        wm.progress_update(session.fraction)
-        wm.soundstage_bake.fraction = session.fraction
-        wm.soundstage_bake.message = session.message
-        self._status(context, session)
-        for area in context.screen.areas if context.screen else ():
-            if area.type in ("VIEW_3D", "SEQUENCE_EDITOR", "PROPERTIES"):
-                area.tag_redraw()
-        if state == "running":
-            return {"PASS_THROUGH"}
-        try:
-            session.finish()
-        except BakeCancelled as e:
-            self.report({"WARNING"}, str(e))
-            wm.soundstage_bake.last_result = str(e)
-            return self._end(context, {"CANCELLED"})
-        except BridgeError as e:
-            self.report({"ERROR"}, str(e))
-            wm.soundstage_bake.last_result = f"Error: {e}"
-            return self._end(context, {"CANCELLED"})
+    def _succeeded(self, context, session) -> None:
         _report_warnings(self, session)
         self.report({"INFO"}, _summary(session))
-        wm.soundstage_bake.last_result = _summary(session)
-        return self._end(context, {"FINISHED"})
-
-    def _end(self, context, result):
-        wm = context.window_manager
-        if self._timer is not None:
-            wm.event_timer_remove(self._timer)
-            self._timer = None
-        wm.progress_end()
-        wm.soundstage_bake.running = False
-        if context.workspace is not None:
-            context.workspace.status_text_set(None)
-        _active["session"] = None
-        return result
+        context.window_manager.soundstage_bake.last_result = _summary(session)
 
     def cancel(self, context):  # Blender calls this when the window closes mid-bake
         session = active_session()

@@ -30,6 +30,8 @@ sf = pytest.importorskip("soundfile")
 pytest.importorskip("torch")
 field_data = pytest.importorskip("soundstage.field.data")
 
+from modalkit import ESCAPE, TIMER, bind_modal  # noqa: E402
+
 pytestmark = pytest.mark.bpy
 REPO = Path(__file__).resolve().parents[1]
 SECONDS, FPS = 6.0, 10  # the walk: 60 poses at 10 fps
@@ -377,56 +379,19 @@ def test_training_cancel_then_resume(fb, walk, tmp_path):
 
 
 # --------------------------------------------------------------------------- the modal operator
-class FakeWM:
-    """What the modal operator uses of the window manager, recording the calls."""
-
-    def __init__(self):
-        self.calls = []
-        self.soundstage_field_train = types.SimpleNamespace(running=False, fraction=0.0, message="", last_result="")
-
-    def progress_begin(self, a, b):
-        self.calls.append("begin")
-
-    def progress_update(self, v):
-        assert 0.0 <= v <= 1.0
-        self.calls.append("update")
-
-    def progress_end(self):
-        self.calls.append("end")
-
-    def event_timer_add(self, step, window=None):
-        self.calls.append("timer")
-        return object()
-
-    def event_timer_remove(self, timer):
-        self.calls.append("timer_removed")
-
-    def modal_handler_add(self, op):
-        self.calls.append("modal")
-
-
 def _modal_train(fb, **props):
     """An object carrying the Train Field operator's methods, as Blender binds them, and a stand-in context."""
-    cls = fb.addon.SOUNDSTAGE_OT_train_field
     defaults = dict(recording="", recording_sound="", source="", camera="", offset=0.0, use_room=True, model="",
                     preset="SMALL", steps=0, seed=0, resume=False, assign_to="")
-    op = types.SimpleNamespace(**{**defaults, **props}, _timer=None, reports=[])
-    for name in ("_session", "_succeeded", "start_modal", "modal", "_end"):
-        setattr(op, name, getattr(cls, name).__get__(op))
-    op.report = lambda kind, msg: op.reports.append((set(kind), msg))
-    wm, status = FakeWM(), []
-    ctx = types.SimpleNamespace(scene=bpy.context.scene, window_manager=wm, window=object(), screen=None,
-                                workspace=types.SimpleNamespace(status_text_set=status.append),
-                                preferences=bpy.context.preferences)
-    return op, ctx, wm, status
+    return bind_modal(fb.addon.SOUNDSTAGE_OT_train_field, bpy, **{**defaults, **props})
 
 
 def _drive(op, ctx, esc=False):
     import time
 
-    timer = types.SimpleNamespace(type="TIMER", value="NOTHING")
+    timer = TIMER
     if esc:
-        assert op.modal(ctx, types.SimpleNamespace(type="ESC", value="PRESS")) == {"RUNNING_MODAL"}
+        assert op.modal(ctx, ESCAPE) == {"RUNNING_MODAL"}
     t0 = time.monotonic()
     while time.monotonic() - t0 < 120:
         result = op.modal(ctx, timer)

@@ -14,6 +14,8 @@ import types
 import pytest
 
 bpy = pytest.importorskip("bpy")
+
+from modalkit import ESCAPE, TIMER, bind_modal  # noqa: E402
 pytestmark = pytest.mark.bpy
 # The bpy 4.2 wheel is built without Audaspace: no sound strips can exist there.
 needs_audio = pytest.mark.skipif(not bpy.app.build_options.audaspace, reason="this bpy build has no Audaspace")
@@ -223,50 +225,13 @@ def test_preferences_draw_says_where_the_engine_is(ss):
 
 
 # --------------------------------------------------------------------------- the modal Bake
-class FakeWM:
-    def __init__(self):
-        self.calls = []
-        self.soundstage_bake = types.SimpleNamespace(running=False, fraction=0.0, message="", last_result="")
-
-    def progress_begin(self, a, b):
-        self.calls.append("begin")
-
-    def progress_update(self, v):
-        assert 0.0 <= v <= 1.0
-        self.calls.append("update")
-
-    def progress_end(self):
-        self.calls.append("end")
-
-    def event_timer_add(self, step, window=None):
-        self.calls.append("timer")
-        return object()
-
-    def event_timer_remove(self, timer):
-        self.calls.append("timer_removed")
-
-    def modal_handler_add(self, op):
-        self.calls.append("modal")
-
-
 def _modal_operator(ss):
     """An object carrying the Bake operator's methods, as Blender would bind them."""
-    op_cls = ss.operators.SOUNDSTAGE_OT_bake
-    op = types.SimpleNamespace(format="SCENE", listener="", _timer=None, reports=[])
-    for name in ("_session", "start_modal", "_status", "modal", "_end"):
-        setattr(op, name, getattr(op_cls, name).__get__(op))
-    op.report = lambda kind, msg: op.reports.append((set(kind), msg))
-    wm = FakeWM()
-    status = []
-    ctx = types.SimpleNamespace(scene=bpy.context.scene, window_manager=wm, window=object(), screen=None,
-                                workspace=types.SimpleNamespace(status_text_set=status.append),
-                                preferences=bpy.context.preferences)
-    return op, ctx, wm, status
+    return bind_modal(ss.operators.SOUNDSTAGE_OT_bake, bpy, format="SCENE", listener="")
 
 
 def _run_modal(op, ctx, esc=False, draw=None):
-    timer, escape = types.SimpleNamespace(type="TIMER", value="NOTHING"), types.SimpleNamespace(type="ESC",
-                                                                                                value="PRESS")
+    timer, escape = TIMER, ESCAPE
     assert op.start_modal(ctx) == {"RUNNING_MODAL"}
     if draw is not None:  # while running, the sidebar shows progress and a Cancel button
         log = _draw(draw)
