@@ -108,3 +108,18 @@ def test_irfield_render_of_a_still_listener_is_a_convolution(trained, tmp_path):
     np.testing.assert_allclose(y, ref, atol=1e-4 * np.abs(ref).max())
     with pytest.raises(SoundstageError, match="recording field"):
         R.impulse_responses(load_fields(trained / "anerf.pt")[0], p, rot)
+
+
+def test_irfield_reflection_prior_order_is_an_option_and_needs_the_room(trained, tmp_path):
+    """``model={"prior_order": N}`` reaches the field; without scene features (no room) there is no prior."""
+    small = dict(hidden=16, layers=2)
+    train_fields(trained / "irs", tmp_path / "p1.pt",
+                 TrainOptions(steps=2, batch_size=4, model={**small, "prior_order": 1}))
+    f = load_fields(tmp_path / "p1.pt")[0]
+    assert f.config.prior_order == 1 and f.config.scene_dim > 0
+    m = np.asarray(D.random_poses(2, D.DEFAULT_ROOM, D.DEFAULT_SOURCE, np.random.default_rng(1)))
+    h = R.impulse_responses(f, *D.listener_axes(m))
+    assert h.shape[:2] == (2, 2) and np.isfinite(h).all()
+    train_fields(trained / "irs", tmp_path / "off.pt",
+                 TrainOptions(steps=2, batch_size=4, model={**small, "prior_order": 2}, scene="off"))
+    assert load_fields(tmp_path / "off.pt")[0].config.prior_order == 0
