@@ -132,6 +132,13 @@ def speed_section(work, device):
     sc = torch.as_tensor(rng.standard_normal((n, f.config.scene_dim)), dtype=torch.float32, device=device) \
         if f.config.scene_dim else None
     out["anerf_masks_poses_per_s"] = best_rate(lambda: f.model.masks(pos, az, sc), n)
+    real = rng.uniform([0.5, 0.5, 1.2], [5.5, 4.5, 1.8], (n, 3))
+
+    def masks_from_scratch():
+        s = f.scene_features(real)
+        return f.model.masks(pos, az, None if s is None else torch.as_tensor(s, dtype=torch.float32, device=device))
+
+    out["anerf_masks_with_features_poses_per_s"] = best_rate(masks_from_scratch, n, repeats=3)
     g = load_fields(work / "ir_field.pt", device)[0]
     m = 1024
     p3 = torch.as_tensor(rng.uniform(-1, 1, (m, 3)), dtype=torch.float32, device=device)
@@ -139,12 +146,41 @@ def speed_section(work, device):
     d3 = torch.as_tensor(rng.uniform(0.5, 5, m), dtype=torch.float32, device=device)
     s3 = torch.as_tensor(rng.standard_normal((m, g.config.scene_dim)), dtype=torch.float32, device=device) \
         if g.config.scene_dim else None
-    out["ir_spectrogram_poses_per_s"] = best_rate(lambda: g.model(p3, a3, d3, s3), m)
+    e3 = torch.as_tensor(rng.uniform(-0.5, 0.5, m), dtype=torch.float32, device=device)
+    pr = None
+    if g.config.prior_order > 0:  # the room's reflection prior is an input like the scene features
+        from soundstage.field.irfield import reflection_prior
+
+        pr = torch.as_tensor(reflection_prior(g.room, g.source_position, rng.uniform([0.5, 0.5, 1.2], [5.5, 4.5, 1.8],
+                                                                                   (m, 3)), g.config), device=device)
+    # In chunks of the batch predict_irs uses: one call over all 1024 poses is bound by
+    # memory traffic (its (1024, 2, T, F) intermediates), not arithmetic, and is ~2x slower.
+    b = 64
+
+    def chunks(sc, prr):
+        for i in range(0, m, b):
+            g.model(p3[i:i + b], a3[i:i + b], e3[i:i + b], d3[i:i + b], None if sc is None else sc[i:i + b],
+                    None if prr is None else prr[i:i + b])
+
+    out["ir_spectrogram_poses_per_s"] = best_rate(lambda: chunks(s3, pr), m)
+    # The same, with the scene features and the prior computed for the poses (what a query costs from scratch).
+    real = rng.uniform([0.5, 0.5, 1.2], [5.5, 4.5, 1.8], (m, 3))
+
+    def from_scratch():
+        from soundstage.field.irfield import reflection_prior
+
+        sc = g.scene_features(real)
+        sc = None if sc is None else torch.as_tensor(sc, device=device)
+        prr = (torch.as_tensor(reflection_prior(g.room, g.source_position, real, g.config), device=device)
+               if g.config.prior_order > 0 else None)
+        chunks(sc, prr)
+
+    out["ir_spectrogram_with_features_poses_per_s"] = best_rate(from_scratch, m, repeats=3)
     mats = D.random_poses(256, D.DEFAULT_ROOM, D.DEFAULT_SOURCE, rng)
     pp, rr = D.listener_axes(mats)
     for gl in (0, 8):
         out[f"ir_waveform_gl{gl}_poses_per_s"] = best_rate(
-            lambda gl=gl: predict_irs(g, pp, rr, griffin_lim=gl, device=device, batch=256), 256, repeats=3)
+            lambda gl=gl: predict_irs(g, pp, rr, griffin_lim=gl, device=device), 256, repeats=3)
     # A field bake of 30 s of a walking listener.
     seconds, fps = 30.0, 24
     t, mats = D.walk_path(seconds, fps, D.DEFAULT_ROOM, 11)
@@ -160,25 +196,55 @@ def speed_section(work, device):
     return out
 
 
+def threads_section(work, device, steps=50):
+    """Seconds per training step of the IR field's small preset with 1 and 2 torch threads."""
+    out = {}
+    for th in (1, 2):
+        t0 = time.perf_counter()
+        train_fields(work / "irs", work / f"threads{th}.pt", TrainOptions(device=str(device), steps=steps, threads=th))
+        out[f"ir_train_s_per_step_{th}_threads"] = round((time.perf_counter() - t0) / steps, 4)
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smoke run with meaningless figures")
     ap.add_argument("--work", default=None, help="folder for data and models (default: a temporary one)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "field.json"))
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--only", choices=["anerf", "irfield", "speed"], action="append",
+                    help="run only these sections (repeatable) and merge them into --out; needs --work for speed")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench_field_"))
     work.mkdir(parents=True, exist_ok=True)
     log(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"{os.cpu_count()} CPUs; work folder {work}")
     t0 = time.perf_counter()
-    results = {"device": device, "torch": torch.__version__, "python": platform.python_version(),
-               "cpus": os.cpu_count(), "quick": args.quick}
-    results["anerf"] = anerf_section(work, args.quick, device)
-    results["irfield"] = ir_section(work, args.quick, device)
-    results["speed"] = speed_section(work, torch.device(device))
-    results["wall_s"] = round(time.perf_counter() - t0, 1)
+    sections = args.only or ["anerf", "irfield", "speed"]
+    results = {}
+    if args.only and Path(args.out).is_file():  # a partial run adds to what is there
+        results = json.loads(Path(args.out).read_text())
+    results.update({"device": device, "torch": torch.__version__, "python": platform.python_version(),
+                    "cpus": os.cpu_count(), "machine": platform.machine(), "threads": torch.get_num_threads(),
+                    "quick": args.quick})
+    if "anerf" in sections:
+        results["anerf"] = anerf_section(work, args.quick, device)
+    if "irfield" in sections:
+        results["irfield"] = ir_section(work, args.quick, device)
+    if "speed" in sections:
+        results["speed"] = speed_section(work, torch.device(device))
+        results["speed"].update(threads_section(work, device))
+    results.setdefault("wall_s_sections", {})[",".join(sections)] = round(time.perf_counter() - t0, 1)
+    results["wall_s"] = round(sum(results["wall_s_sections"].values()), 1)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    if not all(k in results for k in ("anerf", "irfield", "speed")):
+        Path(args.out).write_text(json.dumps(results, indent=2, default=float) + "\n")
+        log(f"wrote {args.out} (partial: {', '.join(k for k in ('anerf', 'irfield', 'speed') if k in results)})")
+        return 0
 
     a = results["anerf"]
     ev = a["field"]["eval"]
