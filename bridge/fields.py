@@ -24,7 +24,6 @@ Like ``bridge.pipeline``, every user-fixable problem is a one-line
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import bpy
@@ -32,7 +31,7 @@ import bpy
 from . import export as exporter
 from . import paths
 from .errors import BakeCancelled, BridgeError
-from .runner import make_runner
+from .runner import make_runner, run_blocking
 
 #: Engine modules the two field tasks need (torch); a runner runs in-process only where they import.
 RENDER_MODULE = "soundstage.field.render"
@@ -384,21 +383,7 @@ class TrainSession:
 
     def run(self, progress=None, poll_interval: float = 0.05) -> dict:
         """Prepare (if needed), train and finish, blocking; ``progress(fraction, message)`` on changes."""
-        if self.state == "new":
-            self.prepare()
-        self.start()
-        last = None
-        try:
-            while self.poll() == "running":
-                if progress is not None and (self.fraction, self.message) != last:
-                    last = (self.fraction, self.message)
-                    progress(self.fraction, self.message)
-                time.sleep(poll_interval)
-        except KeyboardInterrupt:
-            self.cancel()
-            while self.poll() == "running":
-                time.sleep(poll_interval)
-        return self.finish()
+        return run_blocking(self, progress, poll_interval)
 
     def summary(self) -> str:
         """One line for the UI after success."""

@@ -31,7 +31,7 @@ import bpy
 from . import export as exporter
 from . import fields, paths, timeline
 from .errors import BakeCancelled, BridgeError
-from .runner import make_runner
+from .runner import make_runner, run_blocking
 
 #: Formats that make sense as a Blender sound strip (2 channels, headphones/speakers).
 STRIP_FORMATS = ("binaural", "stereo")
@@ -295,25 +295,7 @@ class BakeSession:
     # ------------------------------------------------------------------ all at once
     def run(self, progress=None, poll_interval: float = 0.05) -> list[Track]:
         """Prepare (if needed), bake and finish, blocking; ``progress(fraction, message)`` is called on changes."""
-        import time
-
-        if self.state == "new":
-            self.prepare()
-        self.start()
-        last = None
-        try:
-            while self.poll() == "running":
-                if progress is not None and (self.fraction, self.message) != last:
-                    last = (self.fraction, self.message)
-                    progress(self.fraction, self.message)
-                time.sleep(poll_interval)
-        except KeyboardInterrupt:
-            self.cancel()
-            while self.poll() == "running":
-                time.sleep(poll_interval)
-        if progress is not None and self.state == "done":
-            progress(1.0, "done")
-        return self.finish()
+        return run_blocking(self, progress, poll_interval)
 
 
 def bake_scene(scene, **kwargs) -> BakeSession:

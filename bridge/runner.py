@@ -317,3 +317,30 @@ def make_runner(mode: str = "auto", python: str = "", needs: str = "soundstage.b
 
 __all__ = ["InProcessRunner", "SubprocessRunner", "make_runner", "find_engine_python", "engine_importable",
            "EXT_ROOT"]
+
+
+def run_blocking(session, progress=None, poll_interval: float = 0.05):
+    """Drive a bridge session (``BakeSession``, ``TrainSession``) to its end from a script.
+
+    Prepares it if new, starts it, polls until it stops, calling
+    ``progress(fraction, message)`` whenever either changes; Ctrl-C cancels it and
+    waits for the runner to stop. Returns ``session.finish()``, which raises
+    ``BakeCancelled`` or ``BridgeError`` as the session ended.
+    """
+    if session.state == "new":
+        session.prepare()
+    session.start()
+    last = None
+    try:
+        while session.poll() == "running":
+            if progress is not None and (session.fraction, session.message) != last:
+                last = (session.fraction, session.message)
+                progress(session.fraction, session.message)
+            time.sleep(poll_interval)
+    except KeyboardInterrupt:
+        session.cancel()
+        while session.poll() == "running":
+            time.sleep(poll_interval)
+    if progress is not None and session.state == "done":
+        progress(1.0, "done")
+    return session.finish()
