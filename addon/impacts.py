@@ -27,7 +27,7 @@ from ..bridge import impacts as bridge
 from ..bridge import splats as splat_bridge
 from ..bridge.errors import BridgeError
 from . import prefs
-from .splats import view_ray
+from .modal import ClickInViewport
 
 D = bridge.IMPACT_DEFAULTS
 SD = bridge.SCENE_DEFAULTS
@@ -186,13 +186,14 @@ def start_preview(op, context, empty, *, wait: bool) -> bool:
 
 
 # --------------------------------------------------------------------------- operators
-class SOUNDSTAGE_OT_impact_click(bpy.types.Operator):
+class SOUNDSTAGE_OT_impact_click(ClickInViewport, bpy.types.Operator):
     """Click on an object to hit it: adds an impact point keyed at the current frame and plays its sound.
 Esc or right-click cancels"""
 
     bl_idname = "soundstage.impact_click"
     bl_label = "Add Impact"
     bl_options = {"REGISTER", "UNDO"}
+    click_prompt = "Soundstage: click on an object to hit it; Esc or right-click to cancel"
 
     origin: FloatVectorProperty(name="Ray Origin", size=3, subtype="XYZ", unit="LENGTH", options={"SKIP_SAVE"})
     direction: FloatVectorProperty(name="Ray Direction", size=3, subtype="XYZ", options={"SKIP_SAVE"},
@@ -236,39 +237,6 @@ Esc or right-click cancels"""
         if self.preview:
             start_preview(self, context, empty, wait=self.wait or not _interactive(context))
         return {"FINISHED"}
-
-    # ------------------------------------------------ interactive: wait for a click in the viewport
-    def invoke(self, context, event):
-        if any(self.direction):
-            return self.execute(context)
-        if context.area is not None and context.area.type == "VIEW_3D" and context.region is not None \
-                and context.region.type == "WINDOW":  # from the viewport itself (menu, shortcut)
-            ray = view_ray(context, event)
-            if ray is not None:
-                self.origin, self.direction = ray
-                return self.execute(context)
-        if context.window is None:
-            return self.execute(context)
-        context.window_manager.modal_handler_add(self)
-        if context.workspace is not None:
-            context.workspace.status_text_set("Soundstage: click on an object to hit it; Esc or right-click to cancel")
-        return {"RUNNING_MODAL"}
-
-    def _done(self, context, result):
-        if context.workspace is not None:
-            context.workspace.status_text_set(None)
-        return result
-
-    def modal(self, context, event):
-        if event.type in ("ESC", "RIGHTMOUSE") and event.value == "PRESS":
-            return self._done(context, {"CANCELLED"})
-        if event.type == "LEFTMOUSE" and event.value == "PRESS":
-            ray = view_ray(context, event)
-            if ray is None:  # outside any 3D viewport (or on its sidebar): keep waiting
-                return {"RUNNING_MODAL"}
-            self.origin, self.direction = ray
-            return self._done(context, self.execute(context))
-        return {"PASS_THROUGH"}
 
 
 class SOUNDSTAGE_OT_preview_impact(bpy.types.Operator):

@@ -1,4 +1,9 @@
-"""The modal half shared by operators that run a bridge session in the background.
+"""Modal operator loops shared by several operators.
+
+``WorkerModal``: the modal half of operators that run a bridge session in the
+background. ``ClickInViewport``: operators that wait for a click in the 3D viewport
+and cast a ray through it (Impact Click, Place Source on Splats).
+
 
 Bake and Train Field work the same way from the UI: prepare on the main thread,
 start the engine in a thread or worker process, let a timer drain its progress
@@ -124,3 +129,78 @@ class WorkerModal:
         self.registry["session"] = None
         return result
 
+
+
+# --------------------------------------------------------------------------- clicks in the viewport
+def view_ray(context, event):
+    """World ray (origin, direction) under the mouse in the 3D viewport it is over, or None."""
+    from bpy_extras import view3d_utils
+
+    screen = context.window.screen if context.window is not None else context.screen
+    for area in screen.areas if screen is not None else ():
+        if area.type != "VIEW_3D":
+            continue
+        def inside(region):
+            return (region.x <= event.mouse_x < region.x + region.width
+                    and region.y <= event.mouse_y < region.y + region.height)
+
+        # With region overlap the sidebar, toolbar and headers lie on top of the view: not a click on it.
+        if any(r.type != "WINDOW" and r.width > 1 and inside(r) for r in area.regions):
+            continue
+        for region in area.regions:
+            if region.type != "WINDOW":
+                continue
+            x, y = event.mouse_x - region.x, event.mouse_y - region.y
+            if inside(region):
+                rv3d = region.data
+                origin = view3d_utils.region_2d_to_origin_3d(region, rv3d, (x, y))
+                direction = view3d_utils.region_2d_to_vector_3d(region, rv3d, (x, y))
+                return tuple(origin), tuple(direction)
+    return None
+
+
+class ClickInViewport:
+    """Mixin for an operator with ``origin``/``direction`` ray properties, run on a viewport click.
+
+    Invoked with a ray already set, or from the viewport itself (a menu or a
+    shortcut over the view), it executes at once on the ray under the mouse;
+    otherwise it waits for a left click in any 3D viewport (a click elsewhere, or on
+    a sidebar over the view, keeps it waiting) and says so in the status bar. Esc or
+    right-click cancel.
+
+    Class attribute the operator sets: ``click_prompt`` (the status-bar text).
+    """
+
+    click_prompt = "Soundstage: click in the 3D viewport; Esc or right-click to cancel"
+
+    def invoke(self, context, event):
+        if any(self.direction):
+            return self.execute(context)
+        if context.area is not None and context.area.type == "VIEW_3D" and context.region is not None \
+                and context.region.type == "WINDOW":  # from the viewport itself (menu, shortcut)
+            ray = view_ray(context, event)
+            if ray is not None:
+                self.origin, self.direction = ray
+                return self.execute(context)
+        if context.window is None:
+            return self.execute(context)
+        context.window_manager.modal_handler_add(self)
+        if context.workspace is not None:
+            context.workspace.status_text_set(self.click_prompt)
+        return {"RUNNING_MODAL"}
+
+    def _done(self, context, result):
+        if context.workspace is not None:
+            context.workspace.status_text_set(None)
+        return result
+
+    def modal(self, context, event):
+        if event.type in ("ESC", "RIGHTMOUSE") and event.value == "PRESS":
+            return self._done(context, {"CANCELLED"})
+        if event.type == "LEFTMOUSE" and event.value == "PRESS":
+            ray = view_ray(context, event)
+            if ray is None:  # outside any 3D viewport (or on its sidebar): keep waiting
+                return {"RUNNING_MODAL"}
+            self.origin, self.direction = ray
+            return self._done(context, self.execute(context))
+        return {"PASS_THROUGH"}

@@ -16,6 +16,7 @@ from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProp
 from ..bridge import splats as bridge
 from ..bridge.errors import BridgeError
 from . import prefs
+from .modal import ClickInViewport, view_ray  # noqa: F401 (view_ray: kept importable here)
 
 DISPLAY_ITEMS = [
     ("AUTO", "Auto", f"Points; above {bridge.MAX_DISPLAY_POINTS:,} splats the viewport shows a random subset", 0),
@@ -220,39 +221,14 @@ extruded to the ceiling height, or a box / extruded outline as it is"""
 
 
 # --------------------------------------------------------------------------- sources on splats
-def view_ray(context, event):
-    """World ray (origin, direction) under the mouse in the 3D viewport it is over, or None."""
-    from bpy_extras import view3d_utils
-
-    screen = context.window.screen if context.window is not None else context.screen
-    for area in screen.areas if screen is not None else ():
-        if area.type != "VIEW_3D":
-            continue
-        def inside(region):
-            return (region.x <= event.mouse_x < region.x + region.width
-                    and region.y <= event.mouse_y < region.y + region.height)
-
-        # With region overlap the sidebar, toolbar and headers lie on top of the view: not a click on it.
-        if any(r.type != "WINDOW" and r.width > 1 and inside(r) for r in area.regions):
-            continue
-        for region in area.regions:
-            if region.type != "WINDOW":
-                continue
-            x, y = event.mouse_x - region.x, event.mouse_y - region.y
-            if inside(region):
-                rv3d = region.data
-                origin = view3d_utils.region_2d_to_origin_3d(region, rv3d, (x, y))
-                direction = view3d_utils.region_2d_to_vector_3d(region, rv3d, (x, y))
-                return tuple(origin), tuple(direction)
-    return None
-
-
-class SOUNDSTAGE_OT_place_source_on_splats(bpy.types.Operator):
+class SOUNDSTAGE_OT_place_source_on_splats(ClickInViewport, bpy.types.Operator):
     """Click on the splats to put a Speaker there (5 cm in front of the surface); Esc or right-click cancels"""
 
     bl_idname = "soundstage.place_source_on_splats"
     bl_label = "Place Source on Splats"
     bl_options = {"REGISTER", "UNDO"}
+    click_prompt = ("Soundstage: click on the splats to place the source; "
+                    "Esc or right-click to cancel")
 
     origin: FloatVectorProperty(name="Ray Origin", size=3, subtype="XYZ", unit="LENGTH", options={"SKIP_SAVE"})
     direction: FloatVectorProperty(name="Ray Direction", size=3, subtype="XYZ", options={"SKIP_SAVE"},
@@ -318,40 +294,6 @@ class SOUNDSTAGE_OT_place_source_on_splats(bpy.types.Operator):
         self.report({"INFO"}, f"'{spk.name}' placed on '{hit['object']}' at "
                               f"({where[0]:.2f}, {where[1]:.2f}, {where[2]:.2f}), {hit['distance']:.2f} m away")
         return {"FINISHED"}
-
-    # ------------------------------------------------ interactive: wait for a click in the viewport
-    def invoke(self, context, event):
-        if any(self.direction):
-            return self.execute(context)
-        if context.area is not None and context.area.type == "VIEW_3D" and context.region is not None \
-                and context.region.type == "WINDOW":  # called from the viewport itself (menu, shortcut)
-            ray = view_ray(context, event)
-            if ray is not None:
-                self.origin, self.direction = ray
-                return self.execute(context)
-        if context.window is None:
-            return self.execute(context)
-        context.window_manager.modal_handler_add(self)
-        if context.workspace is not None:
-            context.workspace.status_text_set("Soundstage: click on the splats to place the source; "
-                                              "Esc or right-click to cancel")
-        return {"RUNNING_MODAL"}
-
-    def _done(self, context, result):
-        if context.workspace is not None:
-            context.workspace.status_text_set(None)
-        return result
-
-    def modal(self, context, event):
-        if event.type in ("ESC", "RIGHTMOUSE") and event.value == "PRESS":
-            return self._done(context, {"CANCELLED"})
-        if event.type == "LEFTMOUSE" and event.value == "PRESS":
-            ray = view_ray(context, event)
-            if ray is None:  # clicked outside any 3D viewport: keep waiting
-                return {"RUNNING_MODAL"}
-            self.origin, self.direction = ray
-            return self._done(context, self.execute(context))
-        return {"PASS_THROUGH"}
 
 
 # --------------------------------------------------------------------------- camera paths
