@@ -23,6 +23,9 @@ import numpy as np
 import pytest
 
 bpy = pytest.importorskip("bpy")
+
+from uikit import Recorder  # noqa: E402
+
 pytest.importorskip("soundstage.impact")
 sf = pytest.importorskip("soundfile")
 trimesh = pytest.importorskip("trimesh")
@@ -32,7 +35,6 @@ REPO = Path(__file__).resolve().parents[1]
 BUDGET = 300  # modal cells: small models keep every test well under a second of analysis
 FPS = 24
 C = 343.0
-ICONS = set(bpy.types.UILayout.bl_rna.functions["label"].parameters["icon"].enum_items.keys())
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -477,47 +479,10 @@ def test_modal_click_waits_and_escape_cancels(bi):
     assert op.modal(ctx, types.SimpleNamespace(type="ESC", value="PRESS")) == {"CANCELLED"} and status == [None]
 
 
-class Recorder:
-    """A stand-in for ``UILayout`` that checks each prop, operator and icon exists."""
-
-    def __init__(self, log):
-        object.__setattr__(self, "log", log)
-
-    def __setattr__(self, name, value):
-        assert name in ("alert", "enabled", "active", "scale_y"), name
-
-    def _child(self, *a, **k):
-        return Recorder(self.log)
-
-    row = column = box = _child
-
-    def label(self, text="", icon="NONE", **kw):
-        assert icon in ICONS, icon
-        self.log.append(("label", text))
-
-    def prop(self, data, name, **kw):
-        assert name in data.bl_rna.properties.keys(), f"{type(data).__name__} has no property {name}"
-        assert kw.get("icon", "NONE") in ICONS
-        self.log.append(("prop", kw.get("text", name)))
-
-    def operator(self, idname, **kw):
-        mod, op = idname.split(".")
-        assert hasattr(getattr(bpy.ops, mod), op), idname
-        assert kw.get("icon", "NONE") in ICONS
-        self.log.append(("operator", idname))
-        rna = getattr(getattr(bpy.ops, mod), op).get_rna_type()
-
-        class Props:
-            def __setattr__(self, key, value):
-                assert key in rna.properties.keys(), f"{idname} has no property {key}"
-
-        return Props()
-
-
 def _draw(bi, obj):
     log = []
     ctx = types.SimpleNamespace(scene=bpy.context.scene, active_object=obj)
-    bi.addon.VIEW3D_PT_soundstage_impacts.draw(types.SimpleNamespace(layout=Recorder(log)), ctx)
+    bi.addon.VIEW3D_PT_soundstage_impacts.draw(types.SimpleNamespace(layout=Recorder(log, prop_text=True)), ctx)
     return log
 
 

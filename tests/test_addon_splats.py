@@ -20,11 +20,13 @@ import numpy as np
 import pytest
 
 bpy = pytest.importorskip("bpy")
+
+from uikit import Recorder  # noqa: E402
+
 splats_engine = pytest.importorskip("soundstage.splats")
 pytestmark = pytest.mark.bpy
 
 DONUT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "splats" / "donut_sh0.ply"
-ICONS = set(bpy.types.UILayout.bl_rna.functions["label"].parameters["icon"].enum_items.keys())
 
 
 @pytest.fixture(autouse=True)
@@ -499,50 +501,12 @@ def test_bake_in_a_room_fitted_to_splats(sb, ss, ss_scene, room_ply):
 
 
 # --------------------------------------------------------------------------- panel
-class Recorder:
-    """A stand-in for ``UILayout`` that checks each prop, operator and icon exists."""
-
-    def __init__(self, log):
-        object.__setattr__(self, "log", log)
-
-    def __setattr__(self, name, value):
-        assert name in ("alert", "enabled", "active", "scale_y"), name
-
-    def _child(self, *a, **k):
-        return Recorder(self.log)
-
-    row = column = box = _child
-
-    def label(self, text="", icon="NONE", **kw):
-        assert icon in ICONS, icon
-        self.log.append(("label", text))
-
-    def prop(self, data, name, **kw):
-        if name.startswith('["'):
-            assert name[2:-2] in data.keys(), f"{data} has no custom property {name}"
-        else:
-            assert name in data.bl_rna.properties.keys(), f"{type(data).__name__} has no property {name}"
-        assert kw.get("icon", "NONE") in ICONS
-        self.log.append(("prop", kw.get("text", name)))
-
-    def operator(self, idname, **kw):
-        mod, op = idname.split(".")
-        assert hasattr(getattr(bpy.ops, mod), op), idname
-        assert kw.get("icon", "NONE") in ICONS
-        self.log.append(("operator", idname))
-        rna = getattr(getattr(bpy.ops, mod), op).get_rna_type()
-
-        class Props:
-            def __setattr__(self, key, value):
-                assert key in rna.properties.keys(), f"{idname} has no property {key}"
-
-        return Props()
 
 
 def _draw(sb, obj):
     log = []
     ctx = types.SimpleNamespace(scene=bpy.context.scene, active_object=obj)
-    sb.addon.VIEW3D_PT_soundstage_splats.draw(types.SimpleNamespace(layout=Recorder(log)), ctx)
+    sb.addon.VIEW3D_PT_soundstage_splats.draw(types.SimpleNamespace(layout=Recorder(log, prop_text=True)), ctx)
     return log
 
 

@@ -16,11 +16,11 @@ import pytest
 bpy = pytest.importorskip("bpy")
 
 from modalkit import ESCAPE, TIMER, bind_modal  # noqa: E402
+from uikit import Recorder  # noqa: E402
+
 pytestmark = pytest.mark.bpy
 # The bpy 4.2 wheel is built without Audaspace: no sound strips can exist there.
 needs_audio = pytest.mark.skipif(not bpy.app.build_options.audaspace, reason="this bpy build has no Audaspace")
-
-ICONS = set(bpy.types.UILayout.bl_rna.functions["label"].parameters["icon"].enum_items.keys())
 
 
 @pytest.fixture(autouse=True)
@@ -100,59 +100,6 @@ def test_mark_acoustic(ss):
 
 
 # --------------------------------------------------------------------------- panels
-class Recorder:
-    """A stand-in for ``UILayout`` that validates what a draw function asks for."""
-
-    # Panels extended with ``Panel.append`` (the Learned Field rows) draw through Blender's
-    # dynamic-UI wrapper, which reads and restores the layout's operator context.
-    operator_context = "INVOKE_REGION_WIN"
-
-    def __init__(self, log):
-        object.__setattr__(self, "log", log)
-
-    def __setattr__(self, name, value):  # alert, enabled, scale_y...
-        assert name in ("alert", "enabled", "active", "scale_y", "scale_x", "use_property_split",
-                        "operator_context"), name
-
-    def _child(self, *a, **k):
-        return Recorder(self.log)
-
-    row = column = box = split = column_flow = grid_flow = _child
-
-    def _icon(self, kw):
-        if "icon" in kw:
-            assert kw["icon"] in ICONS, f"unknown icon {kw['icon']}"
-
-    def label(self, text="", icon="NONE", **kw):
-        self._icon({"icon": icon})
-        self.log.append(("label", text))
-
-    def prop(self, data, name, **kw):
-        assert name in data.bl_rna.properties.keys(), f"{type(data).__name__} has no property {name}"
-        self._icon(kw)
-        self.log.append(("prop", name))
-
-    def operator(self, idname, **kw):
-        mod, op = idname.split(".")
-        assert hasattr(getattr(bpy.ops, mod), op), idname
-        self._icon(kw)
-        self.log.append(("operator", idname))
-        rna = getattr(getattr(bpy.ops, mod), op).get_rna_type()
-        log = self.log
-
-        class Props:
-            def __setattr__(self, key, value):
-                assert key in rna.properties.keys(), f"{idname} has no property {key}"
-                log.append(("op_prop", key))
-
-        return Props()
-
-    def progress(self, factor=0.0, type="BAR", text=""):
-        assert 0.0 <= factor <= 1.0
-        self.log.append(("progress", factor))
-
-    def separator(self, **kw):
-        pass
 
 
 def _draw(cls, **ctx):
