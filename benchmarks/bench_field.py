@@ -105,7 +105,8 @@ def ir_section(work, quick, device):
         out[name] = r
         e = r["eval"]
         log(f"IR field {name:13s}: trained {r['steps']} steps in {r['train_s']:.1f} s; held-out T60 "
-            f"{e['t60_pct']:.2f} %  C50 {e['c50_db']:.3f} dB  EDT {e['edt_s']:.4f} s")
+            f"{e['t60_pct']:.2f} %  C50 {e['c50_db']:.3f} dB  EDT {e['edt_s']:.4f} s "
+            f"(-10 dB crossing: {e['edt_crossing_s']:.4f} s)")
     return out
 
 
@@ -266,7 +267,9 @@ def main(argv=None):
     log(f"A-NeRF held-out MAG {ev['field']['mag']:.4f} = {100 * ratio:.0f} % of Mono-Energy "
         f"({ev['mono_energy']['mag']:.4f}); ENV {ev['field']['env']:.4f} vs Stereo-Energy "
         f"{ev['stereo_energy']['env']:.4f}; without direction MAG {a['no_direction']['eval']['field']['mag']:.4f}")
-    log(f"IR field held-out: T60 {ir['t60_pct']:.2f} %, C50 {ir['c50_db']:.3f} dB, EDT {ir['edt_s']:.4f} s")
+    log(f"IR field held-out: T60 {ir['t60_pct']:.2f} %, C50 {ir['c50_db']:.3f} dB, EDT {ir['edt_s']:.4f} s "
+        f"(ISO 3382 line fit; as the -10 dB crossing of the field literature's evaluation code: "
+        f"{ir['edt_crossing_s']:.4f} s)")
     log(f"training ({device}): A-NeRF small {a['field']['train_s']:.0f} s, IR field small "
         f"{results['irfield']['field']['train_s']:.0f} s")
     log("inference: " + ", ".join(f"{k} {v:.0f}" for k, v in sp.items()))

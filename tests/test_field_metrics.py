@@ -77,3 +77,15 @@ def test_stft_distance_matches_reference():
                                       np.imag(stft_reference(p[c]) - stft_reference(g[c]))]) ** 2)
               for c in range(2))
     assert metrics.stft_distance(p, g) == pytest.approx(ref, rel=1e-9)
+
+
+@pytest.mark.parametrize("t60,delay", [(0.4, 0), (0.4, 300), (1.2, 50)])
+def test_edt_crossing_of_an_exponential_decay_is_its_t60_plus_six_delays(t60, delay):
+    """Energy 10**(-6 t / T60) falls 10 dB at T60 / 6: both EDTs give T60; only the crossing counts silence."""
+    fs = 22050
+    t = np.arange(int(3 * t60 * fs)) / fs
+    ir = np.concatenate([np.zeros(delay), 10 ** (-3 * t / t60)])
+    assert metrics.edt_crossing(ir, fs) == pytest.approx(t60 + 6 * delay / fs, abs=6 / fs + 1e-9)
+    assert metrics.edt(ir, fs) == pytest.approx(t60, rel=1e-3)  # ISO: from the onset, line fit
+    with pytest.raises(ValueError, match="10 dB"):
+        metrics.edt_crossing(np.ones(8), fs)  # its Schroeder curve ends at -9 dB

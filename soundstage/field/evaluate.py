@@ -188,7 +188,8 @@ def ir_errors(pred: np.ndarray, gt: np.ndarray, fs: int) -> dict:
     Returns
     -------
     dict
-        ``t60_pct``, ``c50_db``, ``edt_s`` (mean absolute errors) and the ground
+        ``t60_pct``, ``c50_db``, ``edt_s`` (mean absolute errors; EDT as ISO 3382),
+        ``edt_crossing_s`` (the same for ``metrics.edt_crossing``) and the ground
         truth's mean ``t60_s``, ``c50_db_gt``, ``edt_s_gt``; responses whose decay
         cannot be measured are counted in ``skipped``.
     """
@@ -202,11 +203,13 @@ def ir_errors(pred: np.ndarray, gt: np.ndarray, fs: int) -> dict:
                 skipped += 1
                 continue
             c_g, c_p = metrics.clarity(g[c], fs), metrics.clarity(p[c], fs)
-            rows.append((100 * abs(t_p - t_g) / t_g, abs(c_p - c_g), abs(e_p - e_g), t_g, c_g, e_g))
+            x_g, x_p = metrics.edt_crossing(g[c], fs), metrics.edt_crossing(p[c], fs)
+            rows.append((100 * abs(t_p - t_g) / t_g, abs(c_p - c_g), abs(e_p - e_g), t_g, c_g, e_g, abs(x_p - x_g)))
     if not rows:
         raise SoundstageError("no impulse response decays far enough to measure T60; use longer responses")
     r = np.asarray(rows)
     return {"t60_pct": float(r[:, 0].mean()), "c50_db": float(r[:, 1].mean()), "edt_s": float(r[:, 2].mean()),
+            "edt_crossing_s": float(r[:, 6].mean()),
             "t60_s": float(r[:, 3].mean()), "c50_db_gt": float(r[:, 4].mean()), "edt_s_gt": float(r[:, 5].mean()),
             "responses": int(len(pred)), "skipped": skipped}
 
