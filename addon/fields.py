@@ -16,7 +16,6 @@ Operators stay thin: ``bridge.fields`` does the work.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import bpy
@@ -25,7 +24,7 @@ from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, Po
 from ..bridge import fields as bfields
 from ..bridge.errors import BakeCancelled, BridgeError
 from . import panels, prefs
-from .modal import WorkerModal
+from .modal import WorkerModal, stop_session
 
 PRESET_ITEMS = [
     ("SMALL", "Small", "Trains in minutes on a laptop CPU (64 wide, 1000 steps)", 0),
@@ -115,6 +114,7 @@ the source speaker and the binaural recording"""
     status_label = "Soundstage training"
     registry = _active
     timer_step = 0.2
+    stop_timeout = 30.0
 
     @classmethod
     def poll(cls, context):
@@ -156,10 +156,6 @@ the source speaker and the binaural recording"""
         self._succeeded(context, session)
         return {"FINISHED"}
 
-    def cancel(self, context):  # Blender calls this when the window closes mid-training
-        stop_training()
-        self._end(context, {"CANCELLED"})
-
 
 class SOUNDSTAGE_OT_cancel_training(bpy.types.Operator):
     """Stop training; the last checkpoint stays, so Resume can continue"""
@@ -179,20 +175,8 @@ class SOUNDSTAGE_OT_cancel_training(bpy.types.Operator):
 
 
 def stop_training(timeout: float = 30.0) -> None:
-    """Cancel a running training and wait for it (unregister, closing window): no worker outlives the add-on."""
-    session = active_training()
-    if session is None:
-        return
-    session.cancel()
-    t0 = time.monotonic()
-    try:
-        while session.poll() == "running" and time.monotonic() - t0 < timeout:
-            time.sleep(0.05)
-        if session.state != "running":
-            session.finish()
-    except (BridgeError, BakeCancelled):
-        pass
-    _active["session"] = None
+    """Cancel a running training and wait for it (unregister): no worker outlives the add-on."""
+    stop_session(_active, timeout)
 
 
 # --------------------------------------------------------------------------- drawing

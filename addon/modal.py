@@ -4,7 +4,6 @@
 background. ``ClickInViewport``: operators that wait for a click in the 3D viewport
 and cast a ray through it (Impact Click, Place Source on Splats).
 
-
 Bake and Train Field work the same way from the UI: prepare on the main thread,
 start the engine in a thread or worker process, let a timer drain its progress
 into the window manager's progress indicator, the status bar and a property
@@ -19,6 +18,8 @@ while it runs), ``finish()`` (raises ``BakeCancelled`` or ``BridgeError``),
 """
 
 from __future__ import annotations
+
+import time
 
 import bpy
 
@@ -41,6 +42,9 @@ class WorkerModal:
         Seconds between progress polls.
     redraw_areas : tuple of str
         Area types redrawn on each poll (they draw the progress).
+    stop_timeout : float or None
+        When the window closes mid-run: seconds to wait for the cancelled
+        session to stop (None: until it stops).
     """
 
     state_attr = ""
@@ -48,6 +52,7 @@ class WorkerModal:
     registry: dict = {}
     timer_step = 0.1
     redraw_areas = ("VIEW_3D", "PROPERTIES")
+    stop_timeout: float | None = None
     _timer = None
 
     def _succeeded(self, context, session) -> None:
@@ -129,6 +134,31 @@ class WorkerModal:
         self.registry["session"] = None
         return result
 
+    def cancel(self, context):  # Blender calls this when the window closes mid-run
+        stop_session(self.registry, self.stop_timeout)
+        self._end(context, {"CANCELLED"})
+
+
+def stop_session(registry: dict, timeout: float | None = None) -> None:
+    """Cancel the session in ``registry`` and wait for it to stop; the slot is then empty.
+
+    Waits ``timeout`` seconds at most (None: until it stops), so no worker outlives
+    a closed window or the add-on; what the session raises on the way out
+    (cancelled, or an error) is dropped, there being nobody left to tell.
+    """
+    session = registry.get("session")
+    if session is None:
+        return
+    session.cancel()
+    t0 = time.monotonic()
+    try:
+        while session.poll() == "running" and (timeout is None or time.monotonic() - t0 < timeout):
+            time.sleep(0.05)
+        if session.state != "running":
+            session.finish()
+    except (BridgeError, BakeCancelled):
+        pass
+    registry["session"] = None
 
 
 # --------------------------------------------------------------------------- clicks in the viewport

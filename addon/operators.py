@@ -90,19 +90,6 @@ class SOUNDSTAGE_OT_bake(WorkerModal, bpy.types.Operator):
         self.report({"INFO"}, _summary(session))
         context.window_manager.soundstage_bake.last_result = _summary(session)
 
-    def cancel(self, context):  # Blender calls this when the window closes mid-bake
-        session = active_session()
-        if session is not None:
-            session.cancel()
-            try:
-                while session.poll() == "running":
-                    import time
-                    time.sleep(0.05)
-                session.finish()
-            except (BridgeError, BakeCancelled):
-                pass
-        self._end(context, {"CANCELLED"})
-
 
 class SOUNDSTAGE_OT_cancel_bake(bpy.types.Operator):
     """Stop the running bake; the previous tracks stay as they were"""

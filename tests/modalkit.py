@@ -11,8 +11,8 @@ from __future__ import annotations
 import types
 
 #: The methods and class attributes of a WorkerModal operator that the modal half uses.
-MODAL_NAMES = ("_session", "_succeeded", "start_modal", "_status", "modal", "_end",
-               "state_attr", "status_label", "registry", "timer_step", "redraw_areas")
+MODAL_NAMES = ("_session", "_succeeded", "start_modal", "_status", "modal", "_end", "cancel",
+               "state_attr", "status_label", "registry", "timer_step", "redraw_areas", "stop_timeout")
 
 TIMER = types.SimpleNamespace(type="TIMER", value="NOTHING")
 ESCAPE = types.SimpleNamespace(type="ESC", value="PRESS")

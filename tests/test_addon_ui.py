@@ -230,6 +230,26 @@ def test_modal_bake_escape_keeps_the_previous_track(ss, ss_scene, ss_wav, tmp_pa
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".soundstage-tmp")]
 
 
+@needs_audio
+def test_window_closing_mid_bake_stops_the_engine_and_keeps_the_previous_track(ss, ss_scene, ss_wav, tmp_path):
+    pytest.importorskip("soundstage.bake")
+    scene, cam, spk = ss_scene(frames=12)
+    scene.soundstage.output_dir = str(tmp_path)
+    op, ctx, wm, status = _modal_operator(ss)
+    assert _run_modal(op, ctx) == {"FINISHED"}
+    wav = tmp_path / "Scene_Camera_binaural.wav"
+    before = wav.read_bytes()
+    scene.frame_end = 240
+    spk.data.sound = bpy.data.sounds.load(str(ss_wav("long.wav", seconds=10.0)))
+    op, ctx, wm, status = _modal_operator(ss)
+    assert op.start_modal(ctx) == {"RUNNING_MODAL"}
+    session = ss.operators.active_session()
+    op.cancel(ctx)  # what Blender calls when the window closes: returns once the engine has stopped
+    assert session.state not in ("running", "done") and ss.operators.active_session() is None
+    assert wm.calls[-2:] == ["timer_removed", "end"] and status[-1] is None and not wm.soundstage_bake.running
+    assert wav.read_bytes() == before and len(ss.timeline.own_strips(scene)) == 1
+
+
 def test_modal_bake_user_error_is_reported_not_raised(ss, ss_scene, tmp_path):
     scene, cam, spk = ss_scene(sound=False)
     scene.soundstage.output_dir = str(tmp_path)
