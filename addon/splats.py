@@ -16,7 +16,7 @@ from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProp
 from ..bridge import splats as bridge
 from ..bridge.errors import BridgeError
 from . import prefs
-from .modal import ClickInViewport, view_ray  # noqa: F401 (view_ray: kept importable here)
+from .modal import ClickInViewport
 
 DISPLAY_ITEMS = [
     ("AUTO", "Auto", f"Points; above {bridge.MAX_DISPLAY_POINTS:,} splats the viewport shows a random subset", 0),

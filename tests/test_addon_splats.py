@@ -41,6 +41,7 @@ def sb(ss_ext):
 
     return types.SimpleNamespace(bridge=importlib.import_module(f"{ss_ext.__name__}.bridge.splats"),
                                  addon=importlib.import_module(f"{ss_ext.__name__}.addon.splats"),
+                                 modal=importlib.import_module(f"{ss_ext.__name__}.addon.modal"),
                                  engine=importlib.import_module(f"{ss_ext.__name__}.bridge.splat_engine"))
 
 
@@ -313,7 +314,7 @@ def test_click_in_the_viewport_casts_the_ray_through_the_pixel(sb):
     px = location_3d_to_region_2d(window, rv3d, Vector(target.tolist()))
     click = types.SimpleNamespace(type="LEFTMOUSE", value="PRESS", mouse_x=int(round(px.x)) + 100,
                                   mouse_y=int(round(px.y)) + 50)
-    origin, direction = sb.addon.view_ray(ctx, click)
+    origin, direction = sb.modal.view_ray(ctx, click)
     o, d = np.array(origin), np.array(direction)
     miss = np.linalg.norm(np.cross(target - o, d)) / np.linalg.norm(d)
     assert np.allclose(o, eye) and miss < 0.02 and (target - o) @ d > 0  # within the pixel's rounding
@@ -323,7 +324,7 @@ def test_click_in_the_viewport_casts_the_ray_through_the_pixel(sb):
     for name in ("modal", "_done"):
         setattr(op, name, getattr(sb.addon.SOUNDSTAGE_OT_place_source_on_splats, name).__get__(op))
     on_sidebar = types.SimpleNamespace(type="LEFTMOUSE", value="PRESS", mouse_x=100 + w - 50, mouse_y=300)
-    assert sb.addon.view_ray(ctx, on_sidebar) is None
+    assert sb.modal.view_ray(ctx, on_sidebar) is None
     assert op.modal(ctx, on_sidebar) == {"RUNNING_MODAL"} and op.direction is None
     assert op.modal(ctx, click) == {"FINISHED"} and np.allclose(op.direction, direction)
 
