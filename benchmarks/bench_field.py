@@ -42,6 +42,7 @@ import torch  # noqa: E402
 from soundstage.field import data as D  # noqa: E402
 from soundstage.field.checkpoint import load_fields  # noqa: E402
 from soundstage.field.evaluate import evaluate, predict_irs  # noqa: E402
+from soundstage.field.irfield import reflection_prior  # noqa: E402
 from soundstage.field.render import render_field_job  # noqa: E402
 from soundstage.field.train import TrainOptions, train_fields  # noqa: E402
 
@@ -150,8 +151,6 @@ def speed_section(work, device):
     e3 = torch.as_tensor(rng.uniform(-0.5, 0.5, m), dtype=torch.float32, device=device)
     pr = None
     if g.config.prior_order > 0:  # the room's reflection prior is an input like the scene features
-        from soundstage.field.irfield import reflection_prior
-
         pr = torch.as_tensor(reflection_prior(g.room, g.source_position, rng.uniform([0.5, 0.5, 1.2], [5.5, 4.5, 1.8],
                                                                                    (m, 3)), g.config), device=device)
     # In chunks of the batch predict_irs uses: one call over all 1024 poses is bound by
@@ -168,8 +167,6 @@ def speed_section(work, device):
     real = rng.uniform([0.5, 0.5, 1.2], [5.5, 4.5, 1.8], (m, 3))
 
     def from_scratch():
-        from soundstage.field.irfield import reflection_prior
-
         sc = g.scene_features(real)
         sc = None if sc is None else torch.as_tensor(sc, device=device)
         prr = (torch.as_tensor(reflection_prior(g.room, g.source_position, real, g.config), device=device)
@@ -268,7 +265,7 @@ def main(argv=None):
         f"({ev['mono_energy']['mag']:.4f}); ENV {ev['field']['env']:.4f} vs Stereo-Energy "
         f"{ev['stereo_energy']['env']:.4f}; without direction MAG {a['no_direction']['eval']['field']['mag']:.4f}")
     log(f"IR field held-out: T60 {ir['t60_pct']:.2f} %, C50 {ir['c50_db']:.3f} dB, EDT {ir['edt_s']:.4f} s "
-        f"(ISO 3382 line fit; as the -10 dB crossing of the field literature's evaluation code: "
+        f"(ISO 3382 line fit; as the -10 dB crossing, INRAS/NeRAF-style: "
         f"{ir['edt_crossing_s']:.4f} s)")
     log(f"training ({device}): A-NeRF small {a['field']['train_s']:.0f} s, IR field small "
         f"{results['irfield']['field']['train_s']:.0f} s")

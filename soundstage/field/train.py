@@ -473,7 +473,8 @@ def _train_irfield(irs: IRSet, opts: dict, device, report, check, resume, save_s
     data = prepare_irs(irs, "train", cfg)
     centre, scale = normaliser(data.positions, True)
     scene_feats = prior = None
-    cfg.prior_order = 0  # the reflection prior needs the room, like the scene features
+    # The reflection prior needs the room, like the scene features.
+    cfg.prior_order = int(opts["model"].get("prior_order", 2)) if use_scene else 0
     if use_scene:
         from soundstage.field.irfield import reflection_prior
         from soundstage.field.scene import SceneFeatures
@@ -481,7 +482,6 @@ def _train_irfield(irs: IRSet, opts: dict, device, report, check, resume, save_s
         sf = SceneFeatures(irs.room, irs.source_position)
         cfg.scene_dim = sf.dim
         scene_feats = torch.as_tensor(sf(data.positions)).to(device)
-        cfg.prior_order = int(opts["model"].get("prior_order", 2))
         prior = torch.as_tensor(reflection_prior(irs.room, irs.source_position, data.positions, cfg)).to(device)
     torch.manual_seed(opts["seed"])
     model = IRField(cfg).to(device)
