@@ -52,10 +52,11 @@ def edt_crossing(ir: np.ndarray, fs: float) -> float:
     """Early decay time as six times the first -10 dB crossing of the decay, seconds.
 
     Not ISO 3382's EDT (``edt``: a line fitted to the 0 to -10 dB range from the
-    direct sound). This is the variant of the evaluation code that the learned-field
-    literature's SoundSpaces tables come from (NAF, INRAS, AV-NeRF): the Schroeder
-    curve of the whole response from its first sample, and the first sample below
-    -10 dB times 60/10. Reported beside ``edt`` so figures compare with those tables.
+    direct sound). This is the variant found in the evaluation code published with
+    learned impulse-response fields of the INRAS / NeRAF line (AV-NeRF's own code
+    not checked here): the Schroeder curve of the whole response from its first
+    sample, and the first sample below -10 dB times 60/10. Reported beside ``edt``
+    so our figures can be set beside such tables.
     Near a source, where the direct sound holds most of the energy, the two differ
     most: the line fit then hangs on whether the direct sound alone makes the first
     10 dB.

@@ -65,7 +65,7 @@ def cmd_eval(args) -> int:
         print(f"  T60 error {res['t60_pct']:.2f} %   (ground truth mean T60 {res['t60_s']:.3f} s)")
         print(f"  C50 error {res['c50_db']:.3f} dB  (ground truth mean C50 {res['c50_db_gt']:.2f} dB)")
         print(f"  EDT error {res['edt_s']:.4f} s  (ground truth mean EDT {res['edt_s_gt']:.3f} s; "
-              f"as the -10 dB crossing of the field literature's tables: {res['edt_crossing_s']:.4f} s)")
+              f"as the -10 dB crossing, INRAS/NeRAF-style: {res['edt_crossing_s']:.4f} s)")
     else:
         print(f"recording field '{res['source']}' on {res['clips']} {args.split} clips (1 s):")
         print(_fmt_scores("A-NeRF field", res["field"]))
