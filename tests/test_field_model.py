@@ -124,6 +124,28 @@ def test_irfield_output_shape_ears_and_direct_sound():
     torch.testing.assert_close(y[0, :, 20:], y[1, :, 20:])
 
 
+def test_early_render_field_adds_the_rest_to_the_engines_early_response():
+    """With ``early_render`` the prior (B, 2, T, F) is the response wherever it dominates; without it the field refuses."""
+    torch.manual_seed(6)
+    cfg = IRFieldConfig(hidden=16, layers=2, ir_samples=2000, early_render=True)
+    f = IRField(cfg)
+    T, F = cfg.n_frames, cfg.n_fft // 2 + 1
+    with torch.no_grad():
+        f.diff_out.bias[T:] = 0.0  # the prior's gain: 1 (the output layer has no direct-sound slots here)
+        f.diff_out.weight[T:] = 0.0
+    assert f.diff_out.out_features == T + 2
+    args = (torch.rand(2, 3), torch.rand(2), torch.zeros(2), torch.ones(2))
+    prior = torch.full((2, 2, T, F), -40.0)
+    prior[:, 0, :5] = 4.0  # a loud early response in the left ear's first frames
+    y = f(*args, prior=prior)
+    torch.testing.assert_close(y[:, 0, :5], torch.full_like(y[:, 0, :5], 2.0), atol=1e-3, rtol=0)  # 0.5 * log energy
+    assert (y[:, 1, :5] < 0).all()  # the right ear only has the (quiet) rest
+    with pytest.raises(ValueError, match="early response"):
+        f(*args)
+    with pytest.raises(ValueError, match="early response"):
+        f(*args, prior=prior[:, 0])  # the head-free (B, T, F) prior is not it
+
+
 def test_fractional_delay_is_exact_for_band_limited_signals():
     n = 4000
     t = np.arange(n)

@@ -26,7 +26,18 @@ Three pieces of physics keep the field small and exact where it matters:
   noise), refined by a few Griffin-Lim iterations. The direct sound stays compact,
   so onset-based measures (C50, EDT) are kept: with true magnitudes this
   reconstruction is within 0.3 % (T60), 0.1 dB (C50) and 3 ms (EDT) of the original
-  (``tests/test_field_irfield.py``).
+  (``tests/test_field_evaluate.py``).
+
+With ``early_render`` (the presets' setting for a field trained on the engine's
+responses), the direct sound and the early reflections are not learned at all: the
+engine's own arithmetic renders them at each pose (``EarlyRenderer``: the room's image
+sources, the HRTF, the SH-to-ear filters, their phases and so their interference),
+the field adds what the network predicts for the rest (the late reverberation) and a
+correction per bin and ear, and the synthesis starts from the early response's own
+phase where it dominates. Of the held-out EDT error of the small preset this removed
+about a third (docs/field.md, Figures); what remains is mostly the engine's late
+reverberation being noise: two renders of one pose with different noise seeds differ
+by 0.012 s in EDT.
 """
 
 from __future__ import annotations
@@ -75,6 +86,14 @@ class IRFieldConfig:
     prior_order : int
         Reflection order of the room's image-source prior (``reflection_prior``);
         0 without a room.
+    early_render : bool
+        Start from the engine's own direct sound and early reflections at each pose
+        (``early_prior``): rendered as the engine renders them, through the same HRTF
+        and SH-to-ear filters, summed with their phases, so their interference and
+        the head's filtering are exact; the network learns the late reverberation and
+        a correction per bin and ear. Reflections up to ``prior_order`` (the engine's
+        default 2); the direct sound alone without a room. False in checkpoints from
+        before this option.
     """
 
     hidden: int = 128
@@ -92,6 +111,7 @@ class IRFieldConfig:
     floor: float = 1e-6
     smooth_bins: int = 7
     prior_order: int = 0
+    early_render: bool = False
 
     @property
     def spectral(self) -> Spectral:
@@ -139,7 +159,11 @@ class IRField(nn.Module):
         self.mix_out = nn.Linear(c.hidden, T)
         self.directions = DirectionEmbedding(c.n_directions, c.layers, c.hidden)
         self.diff_mlp = SkipMLP(c.hidden, c.layers)
-        self.diff_out = nn.Linear(c.hidden, T + 2 * DIRECT_FRAMES + (2 if c.prior_order > 0 else 0))
+        # Per bin: the rest's left-right difference per frame, then (without the early
+        # render) the direct sound's spectrum per ear and frame, then the prior's gain per ear.
+        n_direct = 0 if c.early_render else 2 * DIRECT_FRAMES
+        n_gain = 2 if (c.prior_order > 0 or c.early_render) else 0
+        self.diff_out = nn.Linear(c.hidden, T + n_direct + n_gain)
         self.register_buffer("freqs", torch.linspace(-1.0, 1.0, self.n_bins)[:, None], persistent=False)
         # Energy of a unit impulse at the aligned onset in each STFT frame: the time
         # profile of the direct sound (the same in every bin).
@@ -181,10 +205,13 @@ class IRField(nn.Module):
         distance : Tensor, shape (B,)
             Distance to the source, metres.
         scene : Tensor, shape (B, scene_dim), optional
-        prior : Tensor, shape (B, T, F), optional
-            Log energy of the room's early reflections (``reflection_prior``), needed
-            when ``prior_order`` > 0; added in energy with a learned gain per bin and
-            ear (the head's filtering of reflections, absorption the room file misses).
+        prior : Tensor, shape (B, T, F) or (B, 2, T, F), optional
+            Log energy of the room's early reflections (``reflection_prior``, shape
+            (B, T, F)), needed when ``prior_order`` > 0; added in energy with a learned
+            gain per bin and ear (the head's filtering of reflections, absorption the
+            room file misses). With ``early_render``: the log energy of the engine's
+            direct sound and early reflections per ear (``early_prior``, shape
+            (B, 2, T, F)), which then stands in for the modelled direct sound.
 
         Returns
         -------
@@ -203,8 +230,14 @@ class IRField(nn.Module):
         h = self.mix_mlp(q, self.mix_directions(azimuth)[:, None])
         mono = self.mix_out(h)  # (B, F, T): the rest, per frame
         T, K = c.n_frames, DIRECT_FRAMES
-        d = self.diff_out(self.diff_mlp(h, self.directions(azimuth)[:, None]))  # (B, F, T + 2K)
+        d = self.diff_out(self.diff_mlp(h, self.directions(azimuth)[:, None]))  # (B, F, T [+ 2K] [+ 2])
         rest = torch.stack([mono + d[..., :T], mono - d[..., :T]], 1)  # (B, 2, F, T)
+        if c.early_render:
+            if prior is None or prior.dim() != 4:
+                raise ValueError("this field starts from the engine's early response; pass early_prior's output")
+            gain = d[..., T:T + 2].transpose(1, 2)[..., None]  # (B, 2, F, 1)
+            logE = torch.logaddexp(2 * rest, prior.transpose(-1, -2) + 2 * gain)
+            return (0.5 * (logE + self.energy_correction)).transpose(-1, -2)
         direct = d[..., T:T + 2 * K].reshape(d.shape[0], d.shape[1], 2, K).transpose(1, 2)  # (B, 2, F, K) at 1 m
         spread = -2 * torch.log(distance.clamp_min(0.1)).to(mono.dtype)[:, None, None, None]
         head = torch.logaddexp(self.direct_profile[:K] + 2 * direct + spread, 2 * rest[..., :K])
@@ -299,6 +332,194 @@ def reflection_prior(room: dict, source, positions: np.ndarray, config: IRFieldC
     return out
 
 
+class EarlyRenderer:
+    """The engine's binaural direct sound and early reflections at static poses, in the field's aligned grid.
+
+    The same arithmetic as the engine (``direct.render_direct`` and
+    ``early.render_early`` for one static frame): the direct sound is the HRIR pair
+    interpolated for the source's direction, each ear read ``ear_delay`` after the
+    path's delay, at ``1 / d``; each image source is a plane wave with its band
+    amplitudes (wall losses, air, ``1 / r``) interpolated over frequency, encoded in
+    spherical harmonics and decoded to the ears by the engine's SH-to-ear filters.
+    Everything is summed as spectra with exact fractional delays, so what the field
+    is given matches the engine's early response sample by sample (below 7.6 kHz;
+    above, the engine's fractional-delay reader rolls the direct sound off a little,
+    ``tests/test_field_priors.py``). Built once per setting (``early_renderer``).
+
+    Parameters
+    ----------
+    config : IRFieldConfig
+    hrtf : str
+        The listener's HRTF as in a job (``"default"``: the embedded MIT KEMAR).
+    sh_order : int
+        The engine's SH order for reflections (its default 3).
+    """
+
+    def __init__(self, config: IRFieldConfig, hrtf: str = "default", sh_order: int = 3):
+        from soundstage.ambisonics import Decoder
+        from soundstage.dsp import BANDS, band_interpolation
+        from soundstage.hrtf import load_hrtf
+        from soundstage.materials import air_attenuation
+
+        self.config = config
+        fs = config.sample_rate
+        self.hrtf = load_hrtf(hrtf, fs)
+        self.decoder = Decoder("binaural", sh_order=sh_order, hrtf=self.hrtf)
+        filt = self.decoder.binaural_sh_filters()  # (2, C, Lf), a plane wave at sample `latency`
+        self.latency = int(self.decoder.binaural_latency)
+        # Aligned time t sits at buffer sample t + margin: room for the filters'
+        # samples before their plane wave and for zero-phase pre-ringing.
+        self.margin = self.latency + 64
+        self._filters = filt
+        self._band_interpolation = band_interpolation
+        self._grids: dict = {}
+        self.air = air_attenuation(np.asarray(BANDS, float))  # energy, 1/m
+
+    def _grid(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """SH-to-ear filter spectra (2, C, K) and band weights (B, K) for transform size ``n``."""
+        if n not in self._grids:
+            self._grids[n] = (np.fft.rfft(self._filters, n, axis=-1).astype(np.complex64),
+                              self._band_interpolation(n // 2 + 1, self.config.sample_rate).astype(np.float32))
+        return self._grids[n]
+
+    def render(self, room, source, positions: np.ndarray, frames: np.ndarray, order: int) -> np.ndarray:
+        """Aligned early responses (direct sound at ``pre_samples``), shape (N, 2, ir_samples).
+
+        Parameters
+        ----------
+        room : soundstage.rooms.base.Room or None
+            None: the direct sound only.
+        source : (3,) array_like
+        positions : ndarray, shape (N, 3)
+        frames : ndarray, shape (N, 3, 3)
+            Listener frames (ahead, left, up columns).
+        order : int
+            Highest reflection order.
+        """
+        from soundstage.field.data import SPEED_OF_SOUND
+
+        c = self.config
+        fs = c.sample_rate
+        P = np.asarray(positions, float).reshape(-1, 3)
+        src = np.asarray(source, float)
+        rel = src[None, :] - P
+        d = np.linalg.norm(rel, axis=1)
+        hr, ear_delay = self.hrtf.interpolate(_listener_directions(rel, frames))
+        # The engine reads the source ear_delay - lead / fs after the path's delay and
+        # filters it with the HRIR, whose onset sits at sample `lead`.
+        shift = c.pre_samples + ear_delay * fs - self.hrtf.lead + self.margin  # (N, 2)
+        last = float(shift.max(initial=0.0)) + hr.shape[-1]
+        images = room is not None and order > 0 and len(P) > 0
+        if images:
+            imgs = room.early_images(np.broadcast_to(src, P.shape).copy(), P, order)
+            irel = imgs.positions - P[:, None, :]
+            r = np.maximum(np.linalg.norm(irel, axis=-1), 1e-3)  # (N, I)
+            amp = imgs.gains * np.exp(-0.5 * self.air * r[..., None]) / r[..., None]
+            amp = np.where(imgs.valid[..., None], amp, 0.0).astype(np.float32)  # (N, I, B)
+            tau = c.pre_samples + (r - d[:, None]) / SPEED_OF_SOUND * fs + self.margin - self.latency
+            tau = np.where(imgs.valid, tau, 0.0)
+            last = max(last, float(tau.max(initial=0.0)) + self._filters.shape[-1])
+            Y = self.decoder.sh_gains(_listener_directions(irel, frames).reshape(-1, 3))
+            Y = Y.reshape(len(P), -1, Y.shape[-1]).astype(np.float32)  # (N, I, C)
+        # A transform just long enough for the early response (it is zero after), with
+        # room for the fractional delays' sinc tails that wrap around.
+        n = 1 << int(math.ceil(math.log2(last + 1024)))
+        K = n // 2 + 1
+        k = np.arange(K)
+        H = np.fft.rfft(hr, n, axis=-1) * np.exp(-2j * np.pi * k * shift[..., None] / n) / d[:, None, None]
+        if images:
+            D, W = self._grid(n)
+            step = 64  # exp(-2 pi j k tau / n) as (coarse x fine) outer products, as the engine builds them
+            Kp = -(-K // step) * step
+            kc = np.arange(0, Kp, step, dtype=np.float32)
+            kf = np.arange(step, dtype=np.float32)
+            for a in range(len(P)):  # one pose at a time keeps the (I, K) phasors small
+                ph = np.float32(-2 * np.pi / n) * tau[a].astype(np.float32)[:, None]
+                A = (np.exp(1j * ph * kc)[:, :, None] * np.exp(1j * ph * kf)[:, None, :]).reshape(len(ph), Kp)[:, :K]
+                A *= amp[a] @ W  # band amplitudes interpolated over frequency, (I, K)
+                H[a] += np.einsum("eck,ck->ek", D, Y[a].T @ A)
+        y = np.fft.irfft(H, n, axis=-1)[..., self.margin:self.margin + c.ir_samples]
+        if y.shape[-1] < c.ir_samples:
+            y = np.pad(y, ((0, 0), (0, 0), (0, c.ir_samples - y.shape[-1])))
+        return y
+
+
+_RENDERERS: dict = {}
+
+
+def early_renderer(config: IRFieldConfig, hrtf: str = "default") -> EarlyRenderer:
+    """The ``EarlyRenderer`` of a configuration, built once per process."""
+    key = (config.sample_rate, config.ir_samples, config.pre_samples, hrtf)
+    if key not in _RENDERERS:
+        _RENDERERS[key] = EarlyRenderer(config, hrtf)
+    return _RENDERERS[key]
+
+
+def _listener_directions(vectors: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """World vectors (N, ..., 3) as unit vectors in each listener's frame (frames (N, 3, 3))."""
+    v = np.asarray(vectors, float)
+    v = v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-9)
+    return np.einsum("nji,n...j->n...i", np.asarray(frames, float), v)
+
+
+def early_stft(room: dict | None, source, positions: np.ndarray, frames: np.ndarray,
+               config: IRFieldConfig) -> torch.Tensor:
+    """STFT of the engine's aligned direct sound and early reflections (``EarlyRenderer``), shape (N, 2, T, F).
+
+    Reflections up to ``prior_order``; the direct sound alone without a room.
+
+    Parameters
+    ----------
+    room : dict or None
+        Job-format room.
+    source : (3,) array_like
+    positions : ndarray, shape (N, 3)
+    frames : ndarray, shape (N, 3, 3)
+        Listener frames (ahead, left, up columns).
+    """
+    from soundstage.rooms.factory import room_from_spec
+
+    r_model = room_from_spec(room, "room") if room is not None else None
+    y = early_renderer(config).render(r_model, source, positions, frames, config.prior_order)
+    return stft(torch.as_tensor(y, dtype=torch.float32), config.spectral)  # single precision: ~2x faster
+
+
+def early_prior(room: dict | None, source, positions: np.ndarray, frames: np.ndarray, config: IRFieldConfig,
+                chunk: int = 64) -> np.ndarray:
+    """Log energy of the engine's direct sound and early reflections, shape (N, 2, T, F).
+
+    What ``IRField.forward`` takes as ``prior`` with ``early_render``: ``early_stft``
+    as smoothed log energies, exactly like the training targets
+    (``aligned_log_magnitude``). Arguments as ``early_stft``.
+    """
+    P = np.asarray(positions, float).reshape(-1, 3)
+    out = np.empty((len(P), 2, config.n_frames, config.n_fft // 2 + 1), np.float32)
+    for a in range(0, len(P), chunk):
+        S = early_stft(room, source, P[a:a + chunk], np.asarray(frames)[a:a + chunk], config)
+        out[a:a + chunk] = prior_from_early(S, config).numpy()
+    return out
+
+
+def prior_from_early(early: torch.Tensor, config: IRFieldConfig) -> torch.Tensor:
+    """``early_prior`` from an ``early_stft``: smoothed log energy, shape (N, 2, T, F)."""
+    return 2 * smoothed_log_magnitude(early.abs().numpy() ** 2, config)
+
+
+def pose_prior(room: dict | None, source, positions: np.ndarray, frames: np.ndarray,
+               config: IRFieldConfig) -> np.ndarray | None:
+    """The ``prior`` a field's configuration asks for at poses, or None.
+
+    Returns
+    -------
+    ndarray, shape (N, 2, T, F) (``early_render``) or (N, T, F) (``prior_order`` > 0), or None
+    """
+    if config.early_render:
+        return early_prior(room, source, positions, frames, config)
+    if config.prior_order > 0:
+        return reflection_prior(room, source, positions, config)
+    return None
+
+
 def aligned_log_magnitude(irs: np.ndarray, delays: np.ndarray, config: IRFieldConfig) -> torch.Tensor:
     """Training targets: responses advanced by their direct-sound delay, as smoothed log STFT magnitudes.
 
@@ -321,12 +542,25 @@ def aligned_log_magnitude(irs: np.ndarray, delays: np.ndarray, config: IRFieldCo
     -------
     Tensor, shape (N, 2, T, F), float32
     """
-    from scipy.ndimage import uniform_filter1d
-
     x = torch.as_tensor(np.asarray(irs, np.float64))
     shift = torch.as_tensor(config.pre_samples - np.asarray(delays, float))  # negative: advance
     y = delay(x, shift, config.ir_samples)
-    power = stft(y, config.spectral).abs().numpy() ** 2
+    return smoothed_log_magnitude(stft(y, config.spectral).abs().numpy() ** 2, config)
+
+
+def smoothed_log_magnitude(power: np.ndarray, config: IRFieldConfig) -> torch.Tensor:
+    """``0.5 log`` of STFT power averaged over ``smooth_bins`` bins (``aligned_log_magnitude``).
+
+    Parameters
+    ----------
+    power : ndarray, shape (..., T, F)
+
+    Returns
+    -------
+    Tensor, shape (..., T, F), float32
+    """
+    from scipy.ndimage import uniform_filter1d
+
     if config.smooth_bins > 1:
         power = uniform_filter1d(power, config.smooth_bins, axis=-1, mode="reflect")
     return torch.as_tensor(0.5 * np.log(power + config.floor ** 2)).float()
@@ -374,7 +608,7 @@ def _carrier_phase(config: IRFieldConfig, device=None) -> torch.Tensor:
 
 
 def synthesize(logmag: torch.Tensor, delays: torch.Tensor, config: IRFieldConfig,
-               griffin_lim: int = 8) -> torch.Tensor:
+               griffin_lim: int = 8, early: torch.Tensor | None = None) -> torch.Tensor:
     """Waveforms from predicted log-magnitudes, placed at their direct-sound delays.
 
     Parameters
@@ -383,7 +617,12 @@ def synthesize(logmag: torch.Tensor, delays: torch.Tensor, config: IRFieldConfig
     delays : Tensor, shape (B,)
         Direct-sound delays in samples.
     griffin_lim : int
-        Griffin-Lim iterations after the carrier phase (0: carrier phase only).
+        Griffin-Lim iterations after the starting phase (0: starting phase only).
+    early : Tensor of complex, shape (B, 2, T, F), optional
+        STFT of the engine's early response (``early_stft``): where it holds at least
+        half a cell's predicted energy, its phase is the starting phase, so the
+        direct sound and early reflections keep their shape and timing; elsewhere
+        the fixed carrier's.
 
     Returns
     -------
@@ -393,6 +632,9 @@ def synthesize(logmag: torch.Tensor, delays: torch.Tensor, config: IRFieldConfig
     L = config.ir_samples
     mag = torch.exp(logmag.float())
     phase = _carrier_phase(config, logmag.device)
+    if early is not None:
+        dominant = early.abs() ** 2 >= 0.5 * mag ** 2
+        phase = torch.where(dominant, torch.angle(early).float(), phase)
     X = mag * torch.exp(1j * phase)
     for _ in range(griffin_lim):
         y = istft(X, spec, L)
