@@ -10,6 +10,8 @@ one table (and writes JSON):
   last lap runs outside the earlier ones (extrapolation);
 * the impulse-response field (small preset) on 50 held-out positions of a 250-pose
   set: T60, C50 and EDT errors (AV-NeRF's SoundSpaces row: 2.47 %, 0.57 dB, 0.016 s);
+  ablations without the direction input, without scene features (no room: the early
+  render is the direct sound alone) and without the early render (learned instead);
 * training time of both small presets on this machine's CPU (and on CUDA when
   present); inference in poses per second (masks, impulse-response spectrograms,
   impulse-response waveforms) and the real-time factor of a field bake.
@@ -42,7 +44,7 @@ import torch  # noqa: E402
 from soundstage.field import data as D  # noqa: E402
 from soundstage.field.checkpoint import load_fields  # noqa: E402
 from soundstage.field.evaluate import evaluate, predict_irs  # noqa: E402
-from soundstage.field.irfield import reflection_prior  # noqa: E402
+from soundstage.field.irfield import pose_prior  # noqa: E402
 from soundstage.field.render import render_field_job  # noqa: E402
 from soundstage.field.train import TrainOptions, train_fields  # noqa: E402
 
@@ -101,7 +103,8 @@ def ir_section(work, quick, device):
         D.synthetic_irs(irs, n_train=n_tr, n_val=n_va, seed=0)
         log(f"simulated {n_tr + n_va} impulse responses in {time.perf_counter() - t0:.1f} s")
     out = {}
-    for name, kw in (("field", {}), ("no_direction", {"use_direction": False}), ("no_scene", {"scene": "off"})):
+    for name, kw in (("field", {}), ("no_direction", {"use_direction": False}), ("no_scene", {"scene": "off"}),
+                     ("no_early_render", {"early_render": False})):
         r = train_and_eval(irs, work / f"ir_{name}.pt", TrainOptions(device=device, **steps, **kw))
         out[name] = r
         e = r["eval"]
@@ -149,10 +152,15 @@ def speed_section(work, device):
     s3 = torch.as_tensor(rng.standard_normal((m, g.config.scene_dim)), dtype=torch.float32, device=device) \
         if g.config.scene_dim else None
     e3 = torch.as_tensor(rng.uniform(-0.5, 0.5, m), dtype=torch.float32, device=device)
-    pr = None
-    if g.config.prior_order > 0:  # the room's reflection prior is an input like the scene features
-        pr = torch.as_tensor(reflection_prior(g.room, g.source_position, rng.uniform([0.5, 0.5, 1.2], [5.5, 4.5, 1.8],
-                                                                                   (m, 3)), g.config), device=device)
+    # The prior (the engine's early response, or the room's reflection prior) is an
+    # input like the scene features, computed at real poses.
+    rp, rf = D.listener_axes(D.random_poses(m, D.DEFAULT_ROOM, D.DEFAULT_SOURCE, rng))
+
+    def prior_at(p, fr):
+        x = pose_prior(g.room, g.source_position, p, fr, g.config)
+        return None if x is None else torch.as_tensor(x, device=device)
+
+    pr = prior_at(rp, rf)
     # In chunks of the batch predict_irs uses: one call over all 1024 poses is bound by
     # memory traffic (its (1024, 2, T, F) intermediates), not arithmetic, and is ~2x slower.
     b = 64
@@ -164,14 +172,10 @@ def speed_section(work, device):
 
     out["ir_spectrogram_poses_per_s"] = best_rate(lambda: chunks(s3, pr), m)
     # The same, with the scene features and the prior computed for the poses (what a query costs from scratch).
-    real = rng.uniform([0.5, 0.5, 1.2], [5.5, 4.5, 1.8], (m, 3))
-
     def from_scratch():
-        sc = g.scene_features(real)
+        sc = g.scene_features(rp)
         sc = None if sc is None else torch.as_tensor(sc, device=device)
-        prr = (torch.as_tensor(reflection_prior(g.room, g.source_position, real, g.config), device=device)
-               if g.config.prior_order > 0 else None)
-        chunks(sc, prr)
+        chunks(sc, prior_at(rp, rf))
 
     out["ir_spectrogram_with_features_poses_per_s"] = best_rate(from_scratch, m, repeats=3)
     mats = D.random_poses(256, D.DEFAULT_ROOM, D.DEFAULT_SOURCE, rng)

@@ -139,3 +139,17 @@ def test_render_outside_the_trained_area_warns_and_succeeds(made, capsys):
     assert any(x.startswith("warning: ") and "outside the trained area" in x for x in err.splitlines()), err
     notes = json.loads((made / "out" / "far.json").read_text())["notes"]
     assert any("outside the trained area" in n for n in notes)
+
+
+def test_train_no_early_render_reaches_the_impulse_response_field(tmp_path):
+    from soundstage.field.checkpoint import load_fields
+
+    mats = D.random_poses(4, D.DEFAULT_ROOM, D.DEFAULT_SOURCE, np.random.default_rng(3))
+    irs = D.simulate_irs(mats, room=D.DEFAULT_ROOM, source_position=D.DEFAULT_SOURCE, ir_seconds=0.25)
+    D.write_irs(tmp_path / "irs", irs=irs, sample_rate=D.FIELD_RATE, matrices=mats, split=["train"] * 4,
+                source_position=D.DEFAULT_SOURCE, room=D.DEFAULT_ROOM)
+    for flag, expected in (([], True), (["--no-early-render"], False)):
+        out = tmp_path / f"m{len(flag)}.pt"
+        assert main(["field", "train", str(tmp_path / "irs"), "--out", str(out), "--steps", "1", "--batch-size", "2",
+                     "--quiet", *flag]) == 0
+        assert load_fields(out)[0].config.early_render is expected

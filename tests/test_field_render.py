@@ -123,3 +123,16 @@ def test_irfield_reflection_prior_order_is_an_option_and_needs_the_room(trained,
     train_fields(trained / "irs", tmp_path / "off.pt",
                  TrainOptions(steps=2, batch_size=4, model={**small, "prior_order": 2}, scene="off"))
     assert load_fields(tmp_path / "off.pt")[0].config.prior_order == 0
+
+
+def test_irfield_early_render_is_the_preset_and_can_be_turned_off(trained, tmp_path):
+    """The presets start from the engine's early response; ``early_render=False`` (``--no-early-render``) learns it."""
+    small = dict(hidden=16, layers=2)
+    assert load_fields(trained / "ir.pt")[0].config.early_render
+    train_fields(trained / "irs", tmp_path / "learned.pt",
+                 TrainOptions(steps=2, batch_size=4, model=small, early_render=False))
+    f = load_fields(tmp_path / "learned.pt")[0]
+    assert not f.config.early_render and f.config.prior_order == 2
+    m = np.asarray(D.random_poses(2, D.DEFAULT_ROOM, D.DEFAULT_SOURCE, np.random.default_rng(2)))
+    h = R.impulse_responses(f, *D.listener_axes(m))
+    assert h.shape[:2] == (2, 2) and np.isfinite(h).all()

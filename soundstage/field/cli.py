@@ -34,7 +34,8 @@ def cmd_train(args) -> int:
 
     opts = TrainOptions(preset=args.preset, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                         scene=args.scene, use_direction=not args.no_direction,
-                        conv=False if args.no_conv else None, checkpoint_every=args.checkpoint_every,
+                        conv=False if args.no_conv else None,
+                        early_render=False if args.no_early_render else None, checkpoint_every=args.checkpoint_every,
                         device=args.device, threads=args.threads)
     res = train_fields(args.data, args.out, opts, resume=args.resume, progress=_printer(args))
     _done(args, path=str(res.path), fields=[{"source": f.source_name, "kind": f.kind, **f.info} for f in res.fields])
@@ -163,6 +164,9 @@ def add_parser(subparsers):
                    help="scene features from the capture's room (default: when it has one)")
     t.add_argument("--no-direction", action="store_true", help="ablation: no direction input")
     t.add_argument("--no-conv", action="store_true", help="ablation: no convolution refinement")
+    t.add_argument("--no-early-render", action="store_true",
+                   help="impulse-response fields: learn the direct sound and early reflections instead of "
+                        "starting from the engine's own (for responses this engine did not make)")
     t.add_argument("--resume", action="store_true", help="continue from <out stem>.train.pt if present")
     t.add_argument("--checkpoint-every", type=int, default=250, help="steps between training checkpoints")
     t.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")

@@ -153,7 +153,7 @@ def predict_irs(f: Field, positions: np.ndarray, frames: np.ndarray, *, griffin_
     ndarray, shape (N, 2, ir_samples), float32
     """
     from soundstage.field.data import SPEED_OF_SOUND, source_azimuth, source_elevation
-    from soundstage.field.irfield import synthesize
+    from soundstage.field.irfield import early_stft, pose_prior, prior_from_early, synthesize
 
     model = f.model.to(device).eval()
     cfg = model.config
@@ -168,13 +168,16 @@ def predict_irs(f: Field, positions: np.ndarray, frames: np.ndarray, *, griffin_
     for a in range(0, len(positions), batch):
         sl = slice(a, a + batch)
         sc = None if scene is None else torch.as_tensor(scene[sl]).to(device)
-        pr = None
-        if cfg.prior_order > 0:
-            from soundstage.field.irfield import reflection_prior
-
-            pr = torch.as_tensor(reflection_prior(f.room, f.source_position, positions[sl], cfg)).to(device)
+        early = None
+        if cfg.early_render:  # the engine's early response: the prior, and the phase to synthesise it with
+            early = early_stft(f.room, f.source_position, positions[sl], frames[sl], cfg)
+            pr = prior_from_early(early, cfg)
+            early = early.to(device)
+        else:
+            pr = pose_prior(f.room, f.source_position, positions[sl], frames[sl], cfg)
+        pr = None if pr is None else torch.as_tensor(pr).to(device)
         lm = model(pos_n[sl].to(device), az[sl].to(device), el[sl].to(device), dist[sl].to(device), sc, pr)
-        out.append(synthesize(lm, delays[sl].to(device), cfg, griffin_lim).float().cpu().numpy())
+        out.append(synthesize(lm, delays[sl].to(device), cfg, griffin_lim, early=early).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 2, cfg.ir_samples), np.float32)
 
 

@@ -42,9 +42,9 @@ PRESETS = {
                   "steps": 20000, "batch_size": 32, "lr": 5e-4, "crop_frames": None, "clip_stride_s": 0.5},
     },
     "irfield": {
-        "small": {"model": {"hidden": 128, "layers": 4, "pos_freqs": 3, "freq_freqs": 6},
+        "small": {"model": {"hidden": 128, "layers": 4, "pos_freqs": 3, "freq_freqs": 6, "early_render": True},
                   "steps": 4000, "batch_size": 16, "lr": 1e-3, "decay_loss": 1.0},
-        "paper": {"model": {"hidden": 128, "layers": 4, "pos_freqs": 4, "freq_freqs": 6},
+        "paper": {"model": {"hidden": 128, "layers": 4, "pos_freqs": 4, "freq_freqs": 6, "early_render": True},
                   "steps": 20000, "batch_size": 32, "lr": 5e-4, "decay_loss": 1.0},
     },
 }
@@ -68,6 +68,11 @@ class TrainOptions:
         False is the ablation without the direction input.
     conv : bool, optional
         A-NeRF's convolution refinement (preset: on).
+    early_render : bool, optional
+        Impulse-response fields: start from the engine's own direct sound and early
+        reflections (``IRFieldConfig.early_render``; preset: on). Turn it off for
+        responses this engine did not make (measured ones), whose early part it
+        would not reproduce.
     model : dict
         Further model settings (``ANeRFConfig`` / ``IRFieldConfig`` fields).
     crop_frames : int, optional
@@ -96,6 +101,7 @@ class TrainOptions:
     scene: str = "auto"
     use_direction: bool = True
     conv: bool | None = None
+    early_render: bool | None = None
     model: dict = field(default_factory=dict)
     crop_frames: int | None = None
     clip_stride_s: float | None = None
@@ -117,6 +123,8 @@ class TrainOptions:
         model["use_direction"] = bool(self.use_direction)
         if kind == "anerf" and self.conv is not None:
             model["conv"] = bool(self.conv)
+        if kind == "irfield" and self.early_render is not None:
+            model["early_render"] = bool(self.early_render)
         r = {"kind": kind, "preset": self.preset, "model": model,
              "steps": int(self.steps or p["steps"]), "batch_size": int(self.batch_size or p["batch_size"]),
              "lr": float(self.lr or p["lr"]), "seed": int(self.seed), "scene": self.scene,
@@ -281,7 +289,7 @@ class IRBatchSet:
     delays: torch.Tensor
     target: torch.Tensor  # (N, 2, T, F) aligned log-magnitudes
     irs: np.ndarray  # (N, 2, L)
-    prior: torch.Tensor | None = None  # (N, T, F) log energy of the room's early reflections
+    frames: np.ndarray | None = None  # (N, 3, 3) listener frames (ahead, left, up columns)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -307,7 +315,8 @@ def prepare_irs(irset: IRSet, split: str, config) -> IRBatchSet:
                       irset.source_position), dtype=torch.float32),
                       elevation=torch.as_tensor(source_elevation(pos, rot, irset.source_position),
                                                 dtype=torch.float32),
-                      delays=torch.as_tensor(delays), target=aligned_log_magnitude(irs, delays, config), irs=irs)
+                      delays=torch.as_tensor(delays), target=aligned_log_magnitude(irs, delays, config), irs=irs,
+                      frames=rot)
 
 
 # --------------------------------------------------------------------------- the loop
@@ -472,17 +481,19 @@ def _train_irfield(irs: IRSet, opts: dict, device, report, check, resume, save_s
     report(0.0, "preparing impulse responses")
     data = prepare_irs(irs, "train", cfg)
     centre, scale = normaliser(data.positions, True)
-    scene_feats = prior = None
+    scene_feats = None
     # The reflection prior needs the room, like the scene features.
     cfg.prior_order = int(opts["model"].get("prior_order", 2)) if use_scene else 0
     if use_scene:
-        from soundstage.field.irfield import reflection_prior
         from soundstage.field.scene import SceneFeatures
 
         sf = SceneFeatures(irs.room, irs.source_position)
         cfg.scene_dim = sf.dim
         scene_feats = torch.as_tensor(sf(data.positions)).to(device)
-        prior = torch.as_tensor(reflection_prior(irs.room, irs.source_position, data.positions, cfg)).to(device)
+    from soundstage.field.irfield import pose_prior
+
+    prior = pose_prior(irs.room, irs.source_position, data.positions, data.frames, cfg)
+    prior = None if prior is None else torch.as_tensor(prior).to(device)
     torch.manual_seed(opts["seed"])
     model = IRField(cfg).to(device)
     if resume is not None:
