@@ -209,8 +209,12 @@ def test_modal_bake_reports_progress_and_applies_on_finish(ss, ss_scene, tmp_pat
     assert ss.operators.active_session() is None and not wm.soundstage_bake.running
 
 
-@needs_audio
-def test_modal_bake_escape_keeps_the_previous_track(ss, ss_scene, ss_wav, tmp_path):
+def _baked_then_long(ss, ss_scene, ss_wav, tmp_path):
+    """Bake a short track (the previous one), then give the scene a 10 s range and sound.
+
+    A bake of that range is stopped, in the tests that use it, long before the engine
+    could finish. Returns the scene, the speaker, the track's path and its bytes.
+    """
     pytest.importorskip("soundstage.bake")
     scene, cam, spk = ss_scene(frames=12)
     scene.soundstage.output_dir = str(tmp_path)
@@ -218,10 +222,15 @@ def test_modal_bake_escape_keeps_the_previous_track(ss, ss_scene, ss_wav, tmp_pa
     assert _run_modal(op, ctx) == {"FINISHED"}
     wav = tmp_path / "Scene_Camera_binaural.wav"
     before = wav.read_bytes()
-    spk.location = (3.0, 3.0, 0.0)
-    # A 10 s range: Esc, sent right after the start, lands long before the engine could finish.
     scene.frame_end = 240
     spk.data.sound = bpy.data.sounds.load(str(ss_wav("long.wav", seconds=10.0)))
+    return scene, spk, wav, before
+
+
+@needs_audio
+def test_modal_bake_escape_keeps_the_previous_track(ss, ss_scene, ss_wav, tmp_path):
+    scene, spk, wav, before = _baked_then_long(ss, ss_scene, ss_wav, tmp_path)
+    spk.location = (3.0, 3.0, 0.0)  # a finished bake would now differ from the previous track
     op, ctx, wm, status = _modal_operator(ss)
     assert _run_modal(op, ctx, esc=True) == {"CANCELLED"}
     assert wav.read_bytes() == before
@@ -232,15 +241,7 @@ def test_modal_bake_escape_keeps_the_previous_track(ss, ss_scene, ss_wav, tmp_pa
 
 @needs_audio
 def test_window_closing_mid_bake_stops_the_engine_and_keeps_the_previous_track(ss, ss_scene, ss_wav, tmp_path):
-    pytest.importorskip("soundstage.bake")
-    scene, cam, spk = ss_scene(frames=12)
-    scene.soundstage.output_dir = str(tmp_path)
-    op, ctx, wm, status = _modal_operator(ss)
-    assert _run_modal(op, ctx) == {"FINISHED"}
-    wav = tmp_path / "Scene_Camera_binaural.wav"
-    before = wav.read_bytes()
-    scene.frame_end = 240
-    spk.data.sound = bpy.data.sounds.load(str(ss_wav("long.wav", seconds=10.0)))
+    scene, spk, wav, before = _baked_then_long(ss, ss_scene, ss_wav, tmp_path)
     op, ctx, wm, status = _modal_operator(ss)
     assert op.start_modal(ctx) == {"RUNNING_MODAL"}
     session = ss.operators.active_session()
