@@ -899,7 +899,7 @@ def simulate_irs(matrices: np.ndarray, *, room: dict, source_position, ir_second
 
     Every job gets the same noise ``seed``: the engine's late reverberation is shaped
     noise, and with a new draw per pose C50 scatters by about 0.3 dB and EDT by about
-    12 ms at one fixed pose, randomness no field can learn. With one draw the
+    17 ms at one fixed pose, randomness no field can learn. With one draw the
     responses vary smoothly with the pose, like a deterministic simulation.
 
     Returns
