@@ -95,7 +95,7 @@ def _trim(res, hist):
     return res[:, :last]
 
 
-def _gain_grid(energy, n_frames, hop, fs, n_freq):
+def _gain_grid(energy, n_frames, hop, fs):
     """Per-band amplitude envelopes at STFT frame times, shape (B, n_frames).
 
     Each frame stands for the ``hop`` samples around its centre and gets the
@@ -161,7 +161,7 @@ def late_tail(energy, *, fs, decoder, hrtf=None, seed=0):
     n_freq = _NPERSEG // 2 + 1
     hop = _NPERSEG // 4
     n_frames = n // hop + 2
-    env = _gain_grid(energy, n_frames, hop, fs, n_freq)
+    env = _gain_grid(energy, n_frames, hop, fs)
     masks2 = band_masks(n_freq, fs) ** 2
     if decoder.format == "binaural":
         edges = np.sqrt(np.asarray(BANDS[:-1]) * np.asarray(BANDS[1:]))

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from soundstage.ambisonics import Decoder
-from soundstage.late import BIN, _gain_grid, late_tail, residual_energy
+from soundstage.late import _NPERSEG, BIN, _gain_grid, late_tail, residual_energy
 from soundstage.materials import BANDS, air_attenuation
 from soundstage.rooms.factory import room_from_spec
 
 FS = 22050
-HOP = 128  # late._NPERSEG // 4
+HOP = _NPERSEG // 4  # the late tail's STFT hop
 
 ROOM = {"type": "shoebox", "min": [0.0, 0.0, 0.0], "max": [6.0, 5.0, 3.0],
         "materials": {"floor": "carpet_cotton", "ceiling": {"absorption": 0.2}, "walls": {"absorption": 0.25}}}
@@ -40,7 +40,7 @@ def _room_residual(listener):
 def test_frame_envelopes_hold_the_histograms_energy(which):
     e = _spiky() if which == "spiky" else _room_residual([4.2, 1.1, 1.6])
     n_frames = int(np.ceil(e.shape[1] * BIN * FS / HOP)) + 2
-    env = _gain_grid(e, n_frames, HOP, FS, 257)
+    env = _gain_grid(e, n_frames, HOP, FS)
     frame_energy = env ** 2 * HOP  # (B, frames)
     np.testing.assert_allclose(frame_energy.sum(1), e.sum(1), rtol=1e-9)
     # Every 10 frames (58 ms) hold what arrived in their span, to the half-hop at either end.
